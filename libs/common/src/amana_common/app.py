@@ -1,0 +1,100 @@
+"""App factory: lifespan-owned database, health, readiness, metrics, problem+json, request ids."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from amana_common.db import create_database
+from amana_common.errors import install_problem_handlers, problem_response
+from amana_common.kafka import kafka_is_reachable
+from amana_common.limits import BodySizeLimitMiddleware
+from amana_common.observability import RequestContextMiddleware, configure_logging
+from amana_common.settings import ServiceSettings
+
+log = logging.getLogger("amana.app")
+
+ExtraLifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def create_app(
+    settings: ServiceSettings,
+    routers: Sequence[APIRouter],
+    *,
+    title: str,
+    description: str = "",
+    uses_database: bool = True,
+    extra_lifespan: ExtraLifespan | None = None,
+    version: str = "0.1.0",
+) -> FastAPI:
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = create_database(settings.database_url, settings.db_pool_size) if uses_database else None
+        app.state.database = database
+        try:
+            if extra_lifespan is not None:
+                async with extra_lifespan(app):
+                    yield
+            else:
+                yield
+        finally:
+            if database is not None:
+                await database.dispose()
+
+    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    app.state.settings = settings
+    install_problem_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, service=settings.service_name)
+    app.include_router(health_router(uses_database))
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def health_router(uses_database: bool) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness: database and Kafka answer", response_model=None)
+    async def readyz(request: Request) -> Response:
+        checks = await readiness_checks(request.app, uses_database)
+        if all(value == "ok" for value in checks.values()):
+            return JSONResponse({"status": "ready", "checks": checks})
+        failed = ", ".join(name for name, value in checks.items() if value != "ok")
+        response = problem_response(503, "unavailable", f"not ready: {failed}")
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+async def readiness_checks(app: FastAPI, uses_database: bool) -> dict[str, Any]:
+    settings: ServiceSettings = app.state.settings
+    checks: dict[str, Any] = {}
+    if uses_database:
+        try:
+            async with app.state.database.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as error:
+            log.warning("readiness: database check failed: %r", error)
+            checks["database"] = "unavailable"
+        checks["kafka"] = "ok" if await kafka_is_reachable(settings.kafka_bootstrap) else "unavailable"
+    return checks

@@ -1,0 +1,92 @@
+"""`python -m <service> api|worker|migrate|all`: one entry point per service."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import asyncio
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from amana_common.db import create_database
+from amana_common.migrations import upgrade_to_head
+from amana_common.observability import configure_logging
+from amana_common.settings import ServiceSettings
+from amana_common.worker import Component, run_components, stop_on_signals
+
+
+@dataclass(frozen=True)
+class ServiceEntry:
+    name: str
+    settings: Callable[[], ServiceSettings]
+    app: Callable[[ServiceSettings], FastAPI]
+    components: Callable[[ServiceSettings, object], Sequence[Component]] | None = None
+    service_dir: Path | None = None
+
+
+def main(entry: ServiceEntry, argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m {entry.name}")
+    parser.add_argument("command", choices=["api", "worker", "migrate", "all"])
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    args = parser.parse_args(argv)
+    settings = entry.settings()
+    if args.host:
+        settings.host = args.host
+    if args.port:
+        settings.port = args.port
+    configure_logging(settings.log_level)
+    if args.command == "migrate":
+        if entry.service_dir is None:
+            print(f"{entry.name} has no database to migrate")
+            return 0
+        upgrade_to_head(entry.service_dir, settings.database_url)
+        return 0
+    asyncio.run(_serve(entry, settings, api=args.command in ("api", "all"),
+                       worker=args.command in ("worker", "all")))
+    return 0
+
+
+async def _serve(entry: ServiceEntry, settings: ServiceSettings, *, api: bool, worker: bool) -> None:
+    stop = asyncio.Event()
+    components: list[Component] = []
+    if api:
+        components.append(_ApiServer(entry.app(settings), settings))
+    database = None
+    if worker and entry.components is not None:
+        database = create_database(settings.database_url, pool_size=5)
+        components.extend(entry.components(settings, database))
+    stop_on_signals(stop)
+    try:
+        await run_components(components, stop)
+    finally:
+        if database is not None:
+            await database.dispose()
+
+
+class _ServerWithoutSignals(uvicorn.Server):
+    """The worker owns SIGTERM/SIGINT and stops the API through `should_exit`."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class _ApiServer:
+    def __init__(self, app: FastAPI, settings: ServiceSettings) -> None:
+        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                                access_log=False, proxy_headers=True)
+        self.server = _ServerWithoutSignals(config)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        serving = asyncio.create_task(self.server.serve())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
+        self.server.should_exit = True
+        await serving
+        stopping.cancel()
+        stop.set()

@@ -1,0 +1,130 @@
+"""RFC 9457 problem+json for every error, with a stable `type` per kind of problem."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from amana_common.observability import request_id_var
+
+log = logging.getLogger("amana.errors")
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://amana.dev/problems/"
+
+_TITLES = {
+    400: "bad-request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    409: "conflict",
+    412: "precondition-failed",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    422: "validation-error",
+    428: "precondition-required",
+    429: "rate-limited",
+    500: "internal-error",
+    502: "bad-gateway",
+    503: "unavailable",
+    504: "gateway-timeout",
+}
+
+
+class Problem(Exception):
+    """A domain or request error rendered as problem+json."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        detail: str,
+        *,
+        title: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.detail = detail
+        self.title = title or slug.replace("-", " ").capitalize()
+        self.errors = errors
+        self.headers = headers or {}
+
+
+def field_problem(field: str, message: str, slug: str = "validation-error", status: int = 422) -> Problem:
+    return Problem(status, slug, message, errors=[{"field": field, "message": message}])
+
+
+def problem_response(
+    status: int,
+    slug: str,
+    detail: str,
+    *,
+    title: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    instance: str | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + slug,
+        "title": title or slug.replace("-", " ").capitalize(),
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    if errors:
+        body["errors"] = errors
+    if request_id := request_id_var.get():
+        body["request_id"] = request_id
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def validation_errors(error: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for item in error.errors():
+        location = [str(part) for part in item.get("loc", ())]
+        source = location[0] if location else "body"
+        field = ".".join(location[1:]) or source
+        out.append({"field": field, "in": source, "message": item.get("msg", "invalid")})
+    return out
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def on_problem(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Problem)
+        return problem_response(
+            exc.status, exc.slug, exc.detail, title=exc.title, errors=exc.errors,
+            headers=exc.headers, instance=request.url.path,
+        )
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = validation_errors(exc)
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        return problem_response(422, "validation-error", detail, errors=errors, instance=request.url.path)
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        slug = _TITLES.get(exc.status_code, "error")
+        return problem_response(
+            exc.status_code, slug, str(exc.detail), headers=getattr(exc, "headers", None),
+            instance=request.url.path,
+        )
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(500, "internal-error", "An unexpected error occurred.")
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

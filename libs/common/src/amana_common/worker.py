@@ -1,0 +1,36 @@
+"""Worker: runs the outbox relay and consumers until SIGTERM/SIGINT, then stops cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from typing import Protocol
+
+log = logging.getLogger("amana.worker")
+
+
+class Component(Protocol):
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+async def run_components(components: Sequence[Component], stop: asyncio.Event) -> None:
+    """Runs every component; if one crashes, the others are stopped and the error re-raised."""
+    tasks = [asyncio.create_task(c.run(stop), name=type(c).__name__) for c in components]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                log.error("worker component %s crashed: %r", task.get_name(), task.exception())
+                stop.set()
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
