@@ -11,6 +11,7 @@
 #   AMANA_KAFKA_PORT         client port on 127.0.0.1 (default: 59092; the controller uses +1)
 #   AMANA_KAFKA_BOOTSTRAP    use this broker instead: start/stop do nothing but create topics
 #   AMANA_KAFKA_HEAP         JVM heap (default: 512m)
+#   AMANA_KAFKA_LIBS         where the jars are (default: $AMANA_LOCAL_DIR/kafka/libs)
 #   AMANA_PYTHON             python that has amana_common, used to create the topics
 set -euo pipefail
 
@@ -25,7 +26,7 @@ PYTHON="${AMANA_PYTHON:-$REPO_ROOT/.venv/bin/python}"
 mkdir -p "$LOCAL_DIR"
 LOCAL_DIR="$(cd "$LOCAL_DIR" && pwd -P)"
 KDIR="$LOCAL_DIR/kafka"
-LIBS="$KDIR/libs"
+LIBS="${AMANA_KAFKA_LIBS:-$KDIR/libs}"
 DATA="$KDIR/data"
 CONFIG="$KDIR/server.properties"
 PIDFILE="$KDIR/kafka.pid"
@@ -136,7 +137,7 @@ start() {
     log "starting the broker on $BOOTSTRAP (heap $HEAP)"
     KAFKA_HEAP_OPTS="" nohup java -Xms128m -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
       -Djava.awt.headless=true -Dlog4j2.configurationFile="$HERE/log4j2.properties" \
-      -cp "$LIBS/*" kafka.Kafka "$CONFIG" >"$LOGFILE" 2>&1 </dev/null &
+      -cp "$LIBS/*" kafka.Kafka "$CONFIG" >"$LOGFILE" 2>&1 </dev/null 9>&- &
     echo $! >"$PIDFILE"
     wait_for_port
   fi

@@ -217,7 +217,7 @@ start() {
     chmod 700 "$SOCK"
     if ! pg_can_reach "$DATA"; then die "the '$RUN_AS' user cannot reach $DATA"; fi
     if ! as_pg "$BINDIR/pg_ctl" -D "$DATA" -l "$LOGFILE" -w -t 60 \
-        -o "-p $PORT -k $SOCK" start >/dev/null; then
+        -o "-p $PORT -k $SOCK" start >/dev/null 9>&-; then
       tail -n 30 "$LOGFILE" >&2 || true
       die "PostgreSQL did not start on 127.0.0.1:$PORT (log: $LOGFILE)"
     fi
@@ -264,7 +264,8 @@ status() {
   fi
 }
 
-# One start/stop at a time per state directory (parallel test workers call start too).
+# One start/stop at a time per state directory (parallel test workers call start too). The
+# server must not inherit the lock's descriptor (9>&- above), or it would hold the lock forever.
 with_lock() {
   if command -v flock >/dev/null 2>&1; then
     exec 9>"$LOCAL_DIR/.pg.lock"

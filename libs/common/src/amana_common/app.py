@@ -38,7 +38,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = create_database(settings.database_url, settings.db_pool_size) if uses_database else None
+        database = (
+            create_database(settings.database_url, settings.db_pool_size) if uses_database else None
+        )
         app.state.database = database
         try:
             if extra_lifespan is not None:
@@ -96,5 +98,7 @@ async def readiness_checks(app: FastAPI, uses_database: bool) -> dict[str, Any]:
         except Exception as error:
             log.warning("readiness: database check failed: %r", error)
             checks["database"] = "unavailable"
-        checks["kafka"] = "ok" if await kafka_is_reachable(settings.kafka_bootstrap) else "unavailable"
+        checks["kafka"] = (
+            "ok" if await kafka_is_reachable(settings.kafka_bootstrap) else "unavailable"
+        )
     return checks

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +12,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from amana_common.db import create_database
+from amana_common.db import Database, create_database
 from amana_common.migrations import upgrade_to_head
 from amana_common.observability import configure_logging
 from amana_common.settings import ServiceSettings
@@ -24,7 +24,7 @@ class ServiceEntry:
     name: str
     settings: Callable[[], ServiceSettings]
     app: Callable[[ServiceSettings], FastAPI]
-    components: Callable[[ServiceSettings, object], Sequence[Component]] | None = None
+    components: Callable[[ServiceSettings, Database], Sequence[Component]] | None = None
     service_dir: Path | None = None
 
 
@@ -46,12 +46,20 @@ def main(entry: ServiceEntry, argv: Sequence[str] | None = None) -> int:
             return 0
         upgrade_to_head(entry.service_dir, settings.database_url)
         return 0
-    asyncio.run(_serve(entry, settings, api=args.command in ("api", "all"),
-                       worker=args.command in ("worker", "all")))
+    asyncio.run(
+        _serve(
+            entry,
+            settings,
+            api=args.command in ("api", "all"),
+            worker=args.command in ("worker", "all"),
+        )
+    )
     return 0
 
 
-async def _serve(entry: ServiceEntry, settings: ServiceSettings, *, api: bool, worker: bool) -> None:
+async def _serve(
+    entry: ServiceEntry, settings: ServiceSettings, *, api: bool, worker: bool
+) -> None:
     stop = asyncio.Event()
     components: list[Component] = []
     if api:
@@ -78,8 +86,14 @@ class _ServerWithoutSignals(uvicorn.Server):
 
 class _ApiServer:
     def __init__(self, app: FastAPI, settings: ServiceSettings) -> None:
-        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
-                                access_log=False, proxy_headers=True)
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            proxy_headers=True,
+        )
         self.server = _ServerWithoutSignals(config)
 
     async def run(self, stop: asyncio.Event) -> None:

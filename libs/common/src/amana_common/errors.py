@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from amana_common.observability import request_id_var
@@ -37,6 +38,33 @@ _TITLES = {
 }
 
 
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details, as every Amana error is answered."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = None
+    request_id: str | None = None
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "model": ProblemDetails,
+        "content": {PROBLEM_JSON: {}},
+        "description": slug.replace("-", " ").capitalize(),
+    }
+    for status, slug in {
+        400: "bad-request",
+        404: "not-found",
+        413: "payload-too-large",
+        422: "validation-error",
+    }.items()
+}
+
+
 class Problem(Exception):
     """A domain or request error rendered as problem+json."""
 
@@ -59,7 +87,9 @@ class Problem(Exception):
         self.headers = headers or {}
 
 
-def field_problem(field: str, message: str, slug: str = "validation-error", status: int = 422) -> Problem:
+def field_problem(
+    field: str, message: str, slug: str = "validation-error", status: int = 422
+) -> Problem:
     return Problem(status, slug, message, errors=[{"field": field, "message": message}])
 
 
@@ -102,21 +132,39 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
         return problem_response(
-            exc.status, exc.slug, exc.detail, title=exc.title, errors=exc.errors,
-            headers=exc.headers, instance=request.url.path,
+            exc.status,
+            exc.slug,
+            exc.detail,
+            title=exc.title,
+            errors=exc.errors,
+            headers=exc.headers,
+            instance=request.url.path,
         )
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         errors = validation_errors(exc)
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-        return problem_response(422, "validation-error", detail, errors=errors, instance=request.url.path)
+        if any(item.get("type") == "json_invalid" for item in exc.errors()):
+            return problem_response(
+                400,
+                "malformed-json",
+                f"The request body is not valid JSON: {detail}",
+                errors=errors,
+                instance=request.url.path,
+            )
+        return problem_response(
+            422, "validation-error", detail, errors=errors, instance=request.url.path
+        )
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         slug = _TITLES.get(exc.status_code, "error")
         return problem_response(
-            exc.status_code, slug, str(exc.detail), headers=getattr(exc, "headers", None),
+            exc.status_code,
+            slug,
+            str(exc.detail),
+            headers=getattr(exc, "headers", None),
             instance=request.url.path,
         )
 

@@ -9,9 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from uuid6 import uuid7
 
 from amana_common.observability import current_traceparent
+from amana_common.tables import outbox
 from amana_contracts.base import EventData
 from amana_contracts.envelope import CloudEvent, topic_for
-from amana_common.tables import outbox
 
 
 def build_event(data: EventData) -> CloudEvent:

@@ -36,7 +36,9 @@ class Idempotency:
         if key is None:
             return await produce()
         if not KEY_PATTERN.match(key):
-            raise Problem(400, "invalid-idempotency-key", f"{HEADER} must be 1-200 visible ASCII characters")
+            raise Problem(
+                400, "invalid-idempotency-key", f"{HEADER} must be 1-200 visible ASCII characters"
+            )
         scope = self._scope()
         request_hash = await self._request_hash()
         claimed = await self.session.scalar(
@@ -69,7 +71,11 @@ class Idempotency:
         await self.session.execute(
             update(idempotency_keys)
             .where(idempotency_keys.c.scope == scope, idempotency_keys.c.key == key)
-            .values(status_code=response.status_code, response_headers=headers, response_body=bytes(response.body))
+            .values(
+                status_code=response.status_code,
+                response_headers=headers,
+                response_body=bytes(response.body),
+            )
         )
 
     async def _replay(self, scope: str, key: str, request_hash: str) -> Response:
@@ -82,11 +88,14 @@ class Idempotency:
         ).one()
         if row.request_hash != request_hash:
             raise Problem(
-                422, "idempotency-key-reused",
+                422,
+                "idempotency-key-reused",
                 f"{HEADER} was already used with a different request body",
             )
         if row.status_code is None:
-            raise Problem(409, "idempotency-key-in-progress", "A request with this key is in progress")
+            raise Problem(
+                409, "idempotency-key-in-progress", "A request with this key is in progress"
+            )
         headers = dict(row.response_headers or {}) | {REPLAYED_HEADER: "true"}
         return Response(row.response_body, status_code=row.status_code, headers=headers)
 

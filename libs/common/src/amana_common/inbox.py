@@ -28,7 +28,9 @@ log = logging.getLogger("amana.inbox")
 
 Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
 
-CONSUMED = Counter("amana_consumer_events_total", "Consumed events by outcome", ["consumer", "outcome"])
+CONSUMED = Counter(
+    "amana_consumer_events_total", "Consumed events by outcome", ["consumer", "outcome"]
+)
 
 DLQ_REASON = "amana-dlq-reason"
 
@@ -51,7 +53,9 @@ def parse_event(raw: bytes | None) -> CloudEvent:
 
 
 def _summarise(error: ValidationError) -> str:
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors()]
+    parts = [
+        f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors()
+    ]
     return "; ".join(parts[:5])
 
 
@@ -93,7 +97,9 @@ class IdempotentConsumer:
             await consumer.stop()
             await dlq.stop()
 
-    async def process(self, record: ConsumerRecord[Any, Any], dlq: AIOKafkaProducer, stop: asyncio.Event) -> str:
+    async def process(
+        self, record: ConsumerRecord[Any, Any], dlq: AIOKafkaProducer, stop: asyncio.Event
+    ) -> str:
         """Applies one record; answers the outcome (applied, duplicate, ignored, dead_lettered)."""
         try:
             event = parse_event(record.value)
@@ -136,8 +142,11 @@ class IdempotentConsumer:
             await handler(session, event)
         return "applied"
 
-    async def _dead_letter(self, record: ConsumerRecord[Any, Any], dlq: AIOKafkaProducer, reason: str) -> str:
-        headers = list(record.headers or ()) + [
+    async def _dead_letter(
+        self, record: ConsumerRecord[Any, Any], dlq: AIOKafkaProducer, reason: str
+    ) -> str:
+        headers = [
+            *list(record.headers or ()),
             (DLQ_REASON, reason[:1000].encode()),
             ("amana-dlq-consumer", self.name.encode()),
             ("amana-dlq-source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
@@ -145,13 +154,21 @@ class IdempotentConsumer:
         await dlq.send_and_wait(
             dead_letter_topic(record.topic), value=record.value, key=record.key, headers=headers
         )
-        log.error("consumer %s dead-lettered %s/%s/%s: %s", self.name, record.topic,
-                  record.partition, record.offset, reason[:200])
+        log.error(
+            "consumer %s dead-lettered %s/%s/%s: %s",
+            self.name,
+            record.topic,
+            record.partition,
+            record.offset,
+            reason[:200],
+        )
         CONSUMED.labels(self.name, "dead_lettered").inc()
         return "dead_lettered"
 
 
-async def _start_with_retry(client: AIOKafkaConsumer | AIOKafkaProducer, stop: asyncio.Event) -> None:
+async def _start_with_retry(
+    client: AIOKafkaConsumer | AIOKafkaProducer, stop: asyncio.Event
+) -> None:
     delay = 0.5
     while True:
         try:

@@ -38,7 +38,9 @@ def run_env(target_metadata: MetaData) -> None:
     """The body of every service's migrations/env.py."""
     url = context.config.get_main_option("sqlalchemy.url")
     if not url:
-        raise RuntimeError("sqlalchemy.url is not set: run migrations with `python -m <service> migrate`")
+        raise RuntimeError(
+            "sqlalchemy.url is not set: run migrations with `python -m <service> migrate`"
+        )
     if context.is_offline_mode():
         context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
         with context.begin_transaction():

@@ -101,7 +101,10 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                extra = [(b"x-request-id", request_id.encode()), (b"traceparent", traceparent.encode())]
+                extra = [
+                    (b"x-request-id", request_id.encode()),
+                    (b"traceparent", traceparent.encode()),
+                ]
                 message["headers"] = list(message.get("headers", [])) + extra
             await send(message)
 
@@ -109,7 +112,9 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_context)
         finally:
             route = _route_template(scope)
-            LATENCY.labels(self.service, scope["method"], route).observe(time.perf_counter() - started)
+            LATENCY.labels(self.service, scope["method"], route).observe(
+                time.perf_counter() - started
+            )
             REQUESTS.labels(self.service, scope["method"], route, str(status)).inc()
             request_id_var.reset(id_token)
             traceparent_var.reset(trace_token)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -77,7 +78,9 @@ class OutboxRelay:
             if not rows:
                 return 0
             await self._publish(rows)
-            await session.execute(delete(outbox).where(outbox.c.position.in_([r.position for r in rows])))
+            await session.execute(
+                delete(outbox).where(outbox.c.position.in_([r.position for r in rows]))
+            )
         PUBLISHED.labels(self.service).inc(len(rows))
         return len(rows)
 
@@ -138,7 +141,5 @@ async def _claim(session: AsyncSession, limit: int) -> list[Any]:
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass

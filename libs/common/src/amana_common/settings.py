@@ -56,7 +56,9 @@ class ServiceSettings(BaseSettings):
 
     def _refuse_default_secrets(self) -> None:
         if not self.jwks_url and self.jwt_secret == DEFAULT_JWT_SECRET:
-            raise ValueError("production refuses the default JWT secret: set *_JWT_SECRET or *_JWKS_URL")
+            raise ValueError(
+                "production refuses the default JWT secret: set *_JWT_SECRET or *_JWKS_URL"
+            )
         password = make_url(self.database_url).password
         if password in (None, "", "amana", "postgres", "password"):
             raise ValueError("production refuses a default or empty database password")

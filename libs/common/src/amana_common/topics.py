@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
 
@@ -32,10 +33,8 @@ async def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 6) 
         missing = [t for t in topics if t not in existing]
         if missing:
             new = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass
         return missing
     finally:
         await admin.close()
@@ -51,7 +50,8 @@ async def ensure_topics_when_ready(
             return await ensure_topics(bootstrap, topics, partitions)
         except Exception as error:
             if time.monotonic() > deadline:
-                raise SystemExit(f"Kafka at {bootstrap} did not answer within {wait_s}s: {error!r}")
+                message = f"Kafka at {bootstrap} did not answer within {wait_s}s: {error!r}"
+                raise SystemExit(message) from error
             await asyncio.sleep(1)
 
 

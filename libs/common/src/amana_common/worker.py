@@ -6,7 +6,11 @@ import asyncio
 import logging
 import signal
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from amana_common.db import Database
+    from amana_common.settings import ServiceSettings
 
 log = logging.getLogger("amana.worker")
 
@@ -34,3 +38,16 @@ def stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
+
+def outbox_relay(settings: ServiceSettings, database: Database) -> Component:
+    """The relay that publishes the service's outbox to Kafka; every service's worker runs one."""
+    from amana_common.outbox import OutboxRelay
+
+    return OutboxRelay(
+        settings.service_name,
+        database.sessionmaker,
+        settings.kafka_bootstrap,
+        batch_size=settings.outbox_batch_size,
+        poll_interval_s=settings.outbox_poll_interval_s,
+    )

@@ -1,0 +1,93 @@
+"""Test clients: HTTP against a service app, Kafka readers that see only what a test produced."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from fastapi import FastAPI
+
+from amana_common.db import Database
+from amana_contracts.envelope import CloudEvent
+
+
+@asynccontextmanager
+async def service_client(app: FastAPI, database: Database) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for `app` in-process, with `database` in place of the lifespan's own."""
+    app.state.database = database
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+class TopicReader:
+    """Reads a topic from the offsets it had when the reader started (no consumer group), so a
+    test sees exactly the records written after that point, by anyone."""
+
+    def __init__(self, bootstrap: str, topic: str, from_beginning: bool = False) -> None:
+        self.topic = topic
+        self.from_beginning = from_beginning
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+        )
+        self.records: list[ConsumerRecord[bytes, bytes]] = []
+
+    async def __aenter__(self) -> TopicReader:
+        await self.consumer.start()
+        partitions = [
+            TopicPartition(self.topic, p)
+            for p in sorted(self.consumer.partitions_for_topic(self.topic) or ())
+        ]
+        if not partitions:
+            await self.consumer.stop()
+            raise RuntimeError(f"topic {self.topic} does not exist")
+        self.consumer.assign(partitions)
+        if self.from_beginning:
+            await self.consumer.seek_to_beginning(*partitions)
+        else:
+            await self.consumer.seek_to_end(*partitions)
+            for partition in partitions:  # resolve the end offsets now, before anyone produces
+                await self.consumer.position(partition)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+
+    async def read_until(
+        self, done: Callable[[list[ConsumerRecord[bytes, bytes]]], bool], timeout_s: float = 30
+    ) -> list[ConsumerRecord[bytes, bytes]]:
+        deadline = time.monotonic() + timeout_s
+        while not done(self.records):
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{self.topic}: condition not met within {timeout_s}s "
+                    f"({len(self.records)} records read)"
+                )
+            batches = await self.consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                self.records.extend(records)
+        return self.records
+
+    def events(self) -> list[CloudEvent]:
+        return [CloudEvent.model_validate_json(r.value) for r in self.records if r.value]
+
+
+async def eventually(
+    check: Callable[[], Any], timeout_s: float = 30, interval_s: float = 0.2
+) -> Any:
+    """Awaits `check()` until it answers something truthy, or fails after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout_s}s")
+        await asyncio.sleep(interval_s)

@@ -1,0 +1,82 @@
+"""Test databases: created fresh per test session, migrated with the service's real Alembic
+migrations; each test then runs inside a transaction that is rolled back at its end."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+from amana_common.db import Database
+from amana_common.migrations import upgrade_to_head
+
+
+def async_url(server_url: str, database: str) -> str:
+    url = make_url(server_url).set(drivername="postgresql+asyncpg", database=database)
+    return url.render_as_string(hide_password=False)
+
+
+async def recreate_database(server_url: str, name: str) -> None:
+    engine = create_async_engine(async_url(server_url, "postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await engine.dispose()
+
+
+async def migrated_test_database(server_url: str, service: str, service_dir: Path) -> str:
+    """Creates `amana_<service>_test` afresh, runs the real migrations; answers its async URL."""
+    name = f"amana_{service}_test"
+    await recreate_database(server_url, name)
+    url = async_url(server_url, name)
+    # Alembic's env.py runs its own event loop; keep it off the test loop.
+    await asyncio.to_thread(upgrade_to_head, service_dir, url)
+    return url
+
+
+@asynccontextmanager
+async def rolled_back_database(url: str) -> AsyncIterator[Database]:
+    """A Database whose sessions all join one outer transaction, rolled back at the end.
+
+    A session's commit() only releases a savepoint, so code that commits at the edge behaves as
+    in production while the test leaves nothing behind.
+    """
+    engine = create_async_engine(url, pool_size=1, max_overflow=0)
+    try:
+        async with engine.connect() as connection:
+            outer = await connection.begin()
+            sessionmaker = async_sessionmaker(
+                bind=connection,
+                expire_on_commit=False,
+                join_transaction_mode="create_savepoint",
+                class_=AsyncSession,
+            )
+            try:
+                yield Database(engine, sessionmaker)
+            finally:
+                await outer.rollback()
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def committing_database(url: str) -> AsyncIterator[Database]:
+    """A real Database that commits, for tests where another process or task reads the rows
+    (the outbox relay, consumers). Callers clean up what they wrote."""
+    engine = create_async_engine(url, pool_size=5, max_overflow=5)
+    try:
+        yield Database(engine, async_sessionmaker(engine, expire_on_commit=False))
+    finally:
+        await engine.dispose()
+
+
+async def truncate_all(database: Database, *tables: str) -> None:
+    async with database.sessionmaker() as session, session.begin():
+        await session.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))

@@ -1,0 +1,96 @@
+"""pytest plugin (entry point `amana`): real PostgreSQL and Kafka for every Amana test suite.
+
+Fixtures:
+  amana_infrastructure  the server URL and broker address (see `infrastructure.py` for where
+                        they come from), printed once in the test header
+  postgres_server_url   libpq URL of the PostgreSQL server
+  kafka_bootstrap       bootstrap address of the Kafka broker
+  migrated_database     factory: (service, service_dir) -> async URL of a fresh, migrated
+                        `amana_<service>_test` database (once per session per service)
+  own_broker            factory: a broker of the test's own that it may stop and start
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from amana_common.testing.databases import migrated_test_database
+from amana_common.testing.infrastructure import Infrastructure, LocalBroker, provide_infrastructure
+
+MigratedDatabase = Callable[[str, Path], Awaitable[str]]
+
+_infrastructure: Infrastructure | None = None
+
+
+def _get_infrastructure() -> Infrastructure:
+    global _infrastructure
+    if _infrastructure is None:
+        _infrastructure = provide_infrastructure()
+    return _infrastructure
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return ["amana: PostgreSQL and Kafka are real; they are provided on first use"]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _infrastructure is not None:
+        _infrastructure.close()
+
+
+@pytest.fixture(scope="session")
+def amana_infrastructure() -> Infrastructure:
+    infrastructure = _get_infrastructure()
+    print(
+        f"\namana: PostgreSQL {_redacted(infrastructure.postgres_url)}, "
+        f"Kafka {infrastructure.kafka_bootstrap} (from {infrastructure.origin})"
+    )
+    return infrastructure
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(amana_infrastructure: Infrastructure) -> str:
+    return amana_infrastructure.postgres_url
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(amana_infrastructure: Infrastructure) -> str:
+    return amana_infrastructure.kafka_bootstrap
+
+
+@pytest.fixture(scope="session")
+async def migrated_database(postgres_server_url: str) -> AsyncIterator[MigratedDatabase]:
+    created: dict[str, str] = {}
+
+    async def migrated(service: str, service_dir: Path) -> str:
+        if service not in created:
+            created[service] = await migrated_test_database(
+                postgres_server_url, service, service_dir
+            )
+        return created[service]
+
+    yield migrated
+
+
+@pytest.fixture
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[int], LocalBroker]]:
+    brokers: list[LocalBroker] = []
+
+    def make(port: int) -> LocalBroker:
+        broker = LocalBroker(tmp_path_factory.mktemp("broker"), port)
+        broker.start()
+        brokers.append(broker)
+        return broker
+
+    yield make
+    for broker in brokers:
+        broker.stop()
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,69 @@
+"""Registry HTTP routes: thin, they validate, call a use case and shape the response."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from amana_common.db import SessionDep
+from amana_common.errors import PROBLEM_RESPONSES
+from amana_common.idempotency import IdempotencyDep
+from registry import repository, service
+from registry.schemas import HouseholdIn, HouseholdOut, HouseholdPage, HouseholdStatus, LocationCode
+
+router = APIRouter(prefix="/households", tags=["households"], responses=PROBLEM_RESPONSES)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=HouseholdOut,
+    summary="Enrol a household",
+    description="Writes the household and its HouseholdEnrolled event in one transaction. "
+    "Honours `Idempotency-Key`.",
+)
+async def enrol_household(
+    body: HouseholdIn, request: Request, session: SessionDep, idempotency: IdempotencyDep
+) -> Response:
+    async def enrol() -> JSONResponse:
+        household = await service.enrol_household(session, body)
+        return JSONResponse(
+            HouseholdOut.model_validate(household).model_dump(mode="json"),
+            status_code=201,
+            headers={
+                "Location": str(request.url_for("get_household", household_id=household.id)),
+                "ETag": f'"{household.version}"',
+            },
+        )
+
+    return await idempotency.run(enrol)
+
+
+@router.get("/{household_id}", response_model=HouseholdOut, summary="Read a household")
+async def get_household(
+    household_id: UUID, session: SessionDep, response: Response
+) -> HouseholdOut:
+    household = await service.household_by_id(session, household_id)
+    response.headers["ETag"] = f'"{household.version}"'
+    return HouseholdOut.model_validate(household)
+
+
+@router.get("", response_model=HouseholdPage, summary="List households, in enrolment order")
+async def list_households(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[UUID | None, Query(description="`next_cursor` of the previous page")] = None,
+    location_code: LocationCode | None = None,
+    status: HouseholdStatus | None = None,
+) -> HouseholdPage:
+    rows = await repository.list_households(
+        session, limit=limit, after=cursor, location_code=location_code, status=status
+    )
+    page = rows[:limit]
+    next_cursor = str(page[-1].id) if len(rows) > limit else None
+    return HouseholdPage(
+        items=[HouseholdOut.model_validate(h) for h in page], next_cursor=next_cursor
+    )

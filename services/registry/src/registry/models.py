@@ -1,0 +1,67 @@
+"""Registry tables: the household, its members and their identifiers."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from uuid import UUID
+
+from sqlalchemy import Date, DateTime, ForeignKey, SmallInteger, String, orm
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from amana_common.db import new_metadata
+
+
+class Base(DeclarativeBase):
+    metadata = new_metadata()
+
+
+class Household(Base):
+    __tablename__ = "households"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    household_number: Mapped[str] = mapped_column(String(20), unique=True)
+    location_code: Mapped[str] = mapped_column(String(50), index=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    address: Mapped[str | None] = mapped_column(String(500))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    enrolled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(default=1)
+
+    members: Mapped[list[Member]] = orm.relationship(
+        back_populates="household",
+        order_by="Member.position",
+        lazy="raise",
+        cascade="all, delete-orphan",
+    )
+
+
+class Member(Base):
+    # `relationship` is a column here (relationship to the head), hence `orm.relationship` below.
+    __tablename__ = "members"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    household_id: Mapped[UUID] = mapped_column(ForeignKey("households.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(SmallInteger)
+    is_head: Mapped[bool]
+    relationship: Mapped[str] = mapped_column(String(20))
+    given_name: Mapped[str] = mapped_column(String(100))
+    family_name: Mapped[str] = mapped_column(String(100))
+    sex: Mapped[str] = mapped_column(String(10))
+    date_of_birth: Mapped[date] = mapped_column(Date)
+    disability: Mapped[bool] = mapped_column(default=False)
+
+    household: Mapped[Household] = orm.relationship(back_populates="members", lazy="raise")
+    identifiers: Mapped[list[MemberIdentifier]] = orm.relationship(
+        order_by="MemberIdentifier.scheme", lazy="raise", cascade="all, delete-orphan"
+    )
+
+
+class MemberIdentifier(Base):
+    __tablename__ = "member_identifiers"
+
+    member_id: Mapped[UUID] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), primary_key=True
+    )
+    scheme: Mapped[str] = mapped_column(String(30), primary_key=True)
+    value: Mapped[str] = mapped_column(String(64))
