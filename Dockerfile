@@ -18,7 +18,10 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 # ---------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS manifests
 WORKDIR /src
-COPY . .
+COPY pyproject.toml uv.lock ./
+COPY libs libs
+COPY contracts contracts
+COPY services services
 RUN find . -type f ! -name pyproject.toml ! -name uv.lock -delete \
  && find . -depth -type d -empty -delete
 
@@ -43,8 +46,13 @@ COPY --from=manifests /src/ /app/
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --all-packages --no-install-workspace
 
-# 2. The workspace itself: libs/common, contracts and every services/<name>.
-COPY . /app/
+# 2. The workspace itself: libs/common, contracts and every services/<name>. Only these
+#    paths: a bare `COPY . /app/` would also copy the host's .venv over /app/.venv, and
+#    .local/ (local PostgreSQL and Kafka data) and .git into the image.
+COPY pyproject.toml uv.lock /app/
+COPY libs /app/libs
+COPY contracts /app/contracts
+COPY services /app/services
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --all-packages \
  && python -m compileall -q -j 0 /app/libs /app/contracts /app/services \

@@ -1,0 +1,247 @@
+{{/* ---------------------------------------------------------------- names */}}
+
+{{- define "amana.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The release's full name; resource names are "<fullname>-<component>-<role>". */}}
+{{- define "amana.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "amana.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Name of one component's resource. Call with (dict "root" $ "name" "registry" "role" "api"). */}}
+{{- define "amana.componentName" -}}
+{{- if .role -}}
+{{- printf "%s-%s-%s" (include "amana.fullname" .root) .name .role | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" (include "amana.fullname" .root) .name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "amana.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "amana.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "amana.secretName" -}}
+{{- default (include "amana.fullname" .) .Values.secrets.existingSecret -}}
+{{- end -}}
+
+{{/* The Secret the migration Jobs read: the chart's hook Secret, or the existing one. */}}
+{{- define "amana.migrationSecretName" -}}
+{{- if .Values.secrets.existingSecret -}}
+{{- .Values.secrets.existingSecret -}}
+{{- else -}}
+{{- printf "%s-migrations" (include "amana.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "amana.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- labels */}}
+
+{{- define "amana.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "amana.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "amana.labels" -}}
+helm.sh/chart: {{ include "amana.chart" . }}
+{{ include "amana.selectorLabels" . }}
+app.kubernetes.io/version: {{ default .Chart.AppVersion .Values.image.tag | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: amana
+{{- end -}}
+
+{{/* Call with (dict "root" $ "name" "registry" "role" "api"). */}}
+{{- define "amana.componentSelectorLabels" -}}
+{{ include "amana.selectorLabels" .root }}
+amana.io/service: {{ .name }}
+app.kubernetes.io/component: {{ .role }}
+{{- end -}}
+
+{{- define "amana.componentLabels" -}}
+{{ include "amana.labels" .root }}
+amana.io/service: {{ .name }}
+app.kubernetes.io/component: {{ .role }}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- components */}}
+
+{{/* Call with (dict "name" "registry" "component" $c): "REGISTRY_". */}}
+{{- define "amana.envPrefix" -}}
+{{- default (printf "%s_" (.name | upper | replace "-" "_")) .component.envPrefix -}}
+{{- end -}}
+
+{{- define "amana.module" -}}
+{{- default .name .component.module -}}
+{{- end -}}
+
+{{- define "amana.hasDatabase" -}}
+{{- if and .component.database .component.database.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{- define "amana.databaseName" -}}
+{{- $db := default dict .component.database -}}
+{{- default (printf "amana_%s" (.name | replace "-" "_")) $db.name -}}
+{{- end -}}
+
+{{- define "amana.databaseUrlKey" -}}
+{{- printf "%s-database-url" .name -}}
+{{- end -}}
+
+{{/* Call with (dict "root" $ "name" "registry" "component" $c). */}}
+{{- define "amana.databaseUrl" -}}
+{{- $s := .root.Values.secrets -}}
+{{- $explicit := get (default dict $s.databaseUrls) .name -}}
+{{- if $explicit -}}
+{{- $explicit -}}
+{{- else -}}
+{{- $db := $s.database -}}
+{{- printf "postgresql+asyncpg://%s:%s@%s:%v/%s" (urlquery $db.user) (urlquery $db.password) $db.host $db.port (include "amana.databaseName" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "amana.hasJwtSecret" -}}
+{{- if or .Values.secrets.existingSecret .Values.secrets.jwtSecret -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+Non-secret configuration of one component, as a YAML map (its ConfigMap's data, and the
+migration Job's env). Call with (dict "root" $ "name" "registry" "component" $c).
+*/}}
+{{- define "amana.componentConfig" -}}
+{{- $g := .root.Values.global -}}
+{{- $p := include "amana.envPrefix" . -}}
+{{- $api := default dict .component.api -}}
+AMANA_KAFKA_BOOTSTRAP: {{ $g.kafkaBootstrap | quote }}
+{{ $p }}ENVIRONMENT: {{ $g.environment | quote }}
+{{ $p }}KAFKA_BOOTSTRAP: {{ $g.kafkaBootstrap | quote }}
+{{ $p }}LOG_LEVEL: {{ default $g.logLevel .component.logLevel | quote }}
+{{ $p }}HOST: "0.0.0.0"
+{{ $p }}PORT: {{ default 8000 $api.port | quote }}
+{{- range $key, $value := $g.env }}
+{{ $key }}: {{ $value | quote }}
+{{- end }}
+{{- range $key, $value := .component.env }}
+{{ $key }}: {{ $value | quote }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The env list of one container: the secret environment (database URL, JWT secret) as
+references to the Secret, never literal values, then the literal `extra` map.
+Call with (dict "root" $ "name" "registry" "component" $c "secretName" "..." "extra" $map).
+*/}}
+{{- define "amana.containerEnv" -}}
+{{- $p := include "amana.envPrefix" . -}}
+{{- if include "amana.hasDatabase" . }}
+- name: {{ $p }}DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secretName }}
+      key: {{ include "amana.databaseUrlKey" . }}
+{{- end }}
+{{- if include "amana.hasJwtSecret" .root }}
+- name: {{ $p }}JWT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secretName }}
+      key: jwt-secret
+{{- end }}
+{{- range $key, $value := .extra }}
+- name: {{ $key }}
+  value: {{ $value | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The data of the chart-managed Secret (base64), also used by the migration hook Secret. */}}
+{{- define "amana.secretData" -}}
+{{- if .Values.secrets.jwtSecret }}
+jwt-secret: {{ .Values.secrets.jwtSecret | b64enc | quote }}
+{{- end }}
+{{- range $name, $c := .Values.components }}
+{{- $ctx := dict "root" $ "name" $name "component" $c }}
+{{- if include "amana.hasDatabase" $ctx }}
+{{ include "amana.databaseUrlKey" $ctx }}: {{ include "amana.databaseUrl" $ctx | b64enc | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- pods */}}
+
+{{/* Pod-level settings shared by every Deployment and Job. */}}
+{{- define "amana.podDefaults" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+volumes:
+  - name: tmp
+    emptyDir:
+      sizeLimit: {{ .Values.tmpVolume.sizeLimit }}
+{{- end -}}
+
+{{/* Container-level settings shared by every container: image, securityContext, /tmp. */}}
+{{- define "amana.containerDefaults" -}}
+image: {{ include "amana.image" . | quote }}
+imagePullPolicy: {{ .Values.image.pullPolicy }}
+securityContext:
+  {{- toYaml .Values.securityContext | nindent 2 }}
+volumeMounts:
+  - name: tmp
+    mountPath: /tmp
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- checks */}}
+
+{{/* Refuses a production release with development secrets; run once from the Secret template. */}}
+{{- define "amana.validate" -}}
+{{- $v := .Values -}}
+{{- if not (has $v.global.environment (list "development" "test" "production")) -}}
+{{- fail (printf "global.environment must be development, test or production, not %q" $v.global.environment) -}}
+{{- end -}}
+{{- if and (eq $v.global.environment "production") (not $v.secrets.existingSecret) -}}
+{{- if not $v.secrets.jwtSecret -}}
+{{- fail "production needs secrets.existingSecret or secrets.jwtSecret" -}}
+{{- end -}}
+{{- range $name, $c := $v.components -}}
+{{- $ctx := dict "root" $ "name" $name "component" $c -}}
+{{- if and (include "amana.hasDatabase" $ctx) (not (get (default dict $v.secrets.databaseUrls) $name)) (has (toString $v.secrets.database.password) (list "" "amana" "postgres" "password")) -}}
+{{- fail (printf "production needs secrets.existingSecret, secrets.databaseUrls.%s or a real secrets.database.password" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
