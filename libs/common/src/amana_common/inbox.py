@@ -72,8 +72,10 @@ class IdempotentConsumer:
         topics: list[str],
         max_attempts: int = 3,
         retry_backoff_s: float = 0.5,
+        group_id: str | None = None,
     ) -> None:
         self.name = name
+        self.group_id = group_id or name
         self.sessionmaker = sessionmaker
         self.bootstrap = bootstrap
         self.handlers = handlers
@@ -82,7 +84,7 @@ class IdempotentConsumer:
         self.retry_backoff_s = retry_backoff_s
 
     async def run(self, stop: asyncio.Event) -> None:
-        consumer = manual_commit_consumer(self.bootstrap, self.name, *self.topics)
+        consumer = manual_commit_consumer(self.bootstrap, self.group_id, *self.topics)
         dlq = reliable_producer(self.bootstrap, f"{self.name}-dlq")
         await _start_with_retry(consumer, stop)
         await _start_with_retry(dlq, stop)

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from fastapi import FastAPI
 
 from amana_common.db import Database
+from amana_common.worker import Component, run_components
 from amana_contracts.envelope import CloudEvent
 
 
@@ -39,14 +40,11 @@ class TopicReader:
 
     async def __aenter__(self) -> TopicReader:
         await self.consumer.start()
-        partitions = [
-            TopicPartition(self.topic, p)
-            for p in sorted(self.consumer.partitions_for_topic(self.topic) or ())
-        ]
-        if not partitions:
+        try:
+            partitions = await self._assigned_partitions()
+        except BaseException:
             await self.consumer.stop()
-            raise RuntimeError(f"topic {self.topic} does not exist")
-        self.consumer.assign(partitions)
+            raise
         if self.from_beginning:
             await self.consumer.seek_to_beginning(*partitions)
         else:
@@ -57,6 +55,16 @@ class TopicReader:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.consumer.stop()
+
+    async def _assigned_partitions(self, timeout_s: float = 15) -> list[TopicPartition]:
+        """Without a group, a subscription is assigned every partition once metadata arrives."""
+        self.consumer.subscribe([self.topic])
+        deadline = time.monotonic() + timeout_s
+        while not self.consumer.assignment():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topic {self.topic} has no partitions (does it exist?)")
+            await self.consumer.getmany(timeout_ms=100)  # drives the metadata refresh
+        return sorted(self.consumer.assignment())
 
     async def read_until(
         self, done: Callable[[list[ConsumerRecord[bytes, bytes]]], bool], timeout_s: float = 30
@@ -91,3 +99,16 @@ async def eventually(
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout_s}s")
         await asyncio.sleep(interval_s)
+
+
+@asynccontextmanager
+async def running(*components: Component) -> AsyncIterator[asyncio.Event]:
+    """Runs worker components (relay, consumers) for the duration of the block; a component
+    that crashed makes the block fail when it ends."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_components(components, stop))
+    try:
+        yield stop
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=60)

@@ -31,9 +31,11 @@ async def recreate_database(server_url: str, name: str) -> None:
         await engine.dispose()
 
 
-async def migrated_test_database(server_url: str, service: str, service_dir: Path) -> str:
-    """Creates `amana_<service>_test` afresh, runs the real migrations; answers its async URL."""
-    name = f"amana_{service}_test"
+async def migrated_test_database(
+    server_url: str, service: str, service_dir: Path, purpose: str = "test"
+) -> str:
+    """Creates `amana_<service>_<purpose>` afresh, runs the real migrations; answers its URL."""
+    name = f"amana_{service}_{purpose}"
     await recreate_database(server_url, name)
     url = async_url(server_url, name)
     # Alembic's env.py runs its own event loop; keep it off the test loop.

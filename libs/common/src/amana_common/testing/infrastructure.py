@@ -141,4 +141,4 @@ class LocalBroker:
         run_local_script("kafka.sh", "stop", env=self.env)
 
 
-BrokerFactory = Callable[[], LocalBroker]
+BrokerFactory = Callable[[int], LocalBroker]

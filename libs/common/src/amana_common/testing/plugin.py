@@ -5,22 +5,33 @@ Fixtures:
                         they come from), printed once in the test header
   postgres_server_url   libpq URL of the PostgreSQL server
   kafka_bootstrap       bootstrap address of the Kafka broker
-  migrated_database     factory: (service, service_dir) -> async URL of a fresh, migrated
-                        `amana_<service>_test` database (once per session per service)
+  migrated_database     factory: (service, service_dir, purpose="test") -> async URL of a
+                        fresh, migrated `amana_<service>_<purpose>` database (once a session)
   own_broker            factory: a broker of the test's own that it may stop and start
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
 from amana_common.testing.databases import migrated_test_database
-from amana_common.testing.infrastructure import Infrastructure, LocalBroker, provide_infrastructure
+from amana_common.testing.infrastructure import (
+    BrokerFactory,
+    Infrastructure,
+    LocalBroker,
+    provide_infrastructure,
+)
 
-MigratedDatabase = Callable[[str, Path], Awaitable[str]]
+
+class MigratedDatabase(Protocol):
+    def __call__(
+        self, service: str, service_dir: Path, purpose: str = "test"
+    ) -> Awaitable[str]: ...
+
 
 _infrastructure: Infrastructure | None = None
 
@@ -63,20 +74,20 @@ def kafka_bootstrap(amana_infrastructure: Infrastructure) -> str:
 
 @pytest.fixture(scope="session")
 async def migrated_database(postgres_server_url: str) -> AsyncIterator[MigratedDatabase]:
-    created: dict[str, str] = {}
+    created: dict[tuple[str, str], str] = {}
 
-    async def migrated(service: str, service_dir: Path) -> str:
-        if service not in created:
-            created[service] = await migrated_test_database(
-                postgres_server_url, service, service_dir
+    async def migrated(service: str, service_dir: Path, purpose: str = "test") -> str:
+        if (service, purpose) not in created:
+            created[service, purpose] = await migrated_test_database(
+                postgres_server_url, service, service_dir, purpose
             )
-        return created[service]
+        return created[service, purpose]
 
     yield migrated
 
 
 @pytest.fixture
-def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[int], LocalBroker]]:
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerFactory]:
     brokers: list[LocalBroker] = []
 
     def make(port: int) -> LocalBroker:
@@ -94,3 +105,6 @@ def _redacted(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+__all__ = ["BrokerFactory", "MigratedDatabase"]
