@@ -123,10 +123,11 @@ async def test_a_malformed_message_goes_to_the_dlq_and_the_next_one_is_processed
     await send(producer, topic, event("poison").model_dump_json().encode(), "k")
     await send(producer, topic, event("household-after").model_dump_json().encode(), "k")
 
-    async with TopicReader(kafka_bootstrap, dead_letter_topic(topic), from_beginning=True) as dlq:
-        async with running(consumer("it-dlq", registry_db, kafka_bootstrap, topic)):
-            await eventually(lambda: _count_is(registry_db, 1), timeout_s=30)
-            dead = await dlq.read_until(lambda records: len(records) >= 2)
+    dlq_reader = TopicReader(kafka_bootstrap, dead_letter_topic(topic), from_beginning=True)
+    worker = running(consumer("it-dlq", registry_db, kafka_bootstrap, topic))
+    async with dlq_reader as dlq, worker:
+        await eventually(lambda: _count_is(registry_db, 1), timeout_s=30)
+        dead = await dlq.read_until(lambda records: len(records) >= 2)
 
     assert await applications(registry_db) == {"household-after": 1}
     assert dead[0].value == b'{"this is": "not a cloudevent"'
@@ -149,4 +150,5 @@ async def _group_caught_up(bootstrap: str, group: str, topic: str, total: int) -
         offsets = await admin.list_consumer_group_offsets(group)
     finally:
         await admin.close()
-    return sum(o.offset for tp, o in offsets.items() if tp.topic == topic) >= total
+    committed: int = sum(o.offset for tp, o in offsets.items() if tp.topic == topic)
+    return committed >= total

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -13,13 +14,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from amana_common.db import create_database
-from amana_common.errors import install_problem_handlers, problem_response
+from amana_common.errors import (
+    UnexpectedErrorMiddleware,
+    install_problem_handlers,
+    problem_response,
+)
 from amana_common.kafka import kafka_is_reachable
 from amana_common.limits import BodySizeLimitMiddleware
 from amana_common.observability import RequestContextMiddleware, configure_logging
 from amana_common.settings import ServiceSettings
 
 log = logging.getLogger("amana.app")
+
+READINESS_TIMEOUT_S = 3.0
 
 ExtraLifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -56,6 +63,7 @@ def create_app(
     app.state.settings = settings
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(UnexpectedErrorMiddleware)  # inside the request context: ids in 500s
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
     app.include_router(health_router(uses_database))
     for router in routers:
@@ -92,13 +100,16 @@ async def readiness_checks(app: FastAPI, uses_database: bool) -> dict[str, Any]:
     checks: dict[str, Any] = {}
     if uses_database:
         try:
-            async with app.state.database.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+            async with asyncio.timeout(READINESS_TIMEOUT_S):
+                async with app.state.database.engine.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
             checks["database"] = "ok"
         except Exception as error:
             log.warning("readiness: database check failed: %r", error)
             checks["database"] = "unavailable"
         checks["kafka"] = (
-            "ok" if await kafka_is_reachable(settings.kafka_bootstrap) else "unavailable"
+            "ok"
+            if await kafka_is_reachable(settings.kafka_bootstrap, READINESS_TIMEOUT_S)
+            else "unavailable"
         )
     return checks

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from amana_common.observability import request_id_var
 
@@ -126,6 +127,38 @@ def validation_errors(error: RequestValidationError) -> list[dict[str, Any]]:
         field = ".".join(location[1:]) or source
         out.append({"field": field, "in": source, "message": item.get("msg", "invalid")})
     return out
+
+
+class UnexpectedErrorMiddleware:
+    """Renders an unhandled exception as a 500 problem+json while the request context (request
+    id, traceparent) is still set, so the answer and the error log carry them. Starlette's own
+    handler for `Exception` runs outside every middleware, after that context is gone."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:
+                raise
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            response = problem_response(
+                500, "internal-error", "An unexpected error occurred.", instance=scope.get("path")
+            )
+            await response(scope, receive, send)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

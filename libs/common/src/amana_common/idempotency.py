@@ -21,7 +21,7 @@ from amana_common.errors import Problem
 from amana_common.tables import idempotency_keys
 
 HEADER = "Idempotency-Key"
-KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")
+KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,200}")
 REPLAYED_HEADER = "Idempotent-Replayed"
 _KEPT_HEADERS = ("location", "etag", "content-type")
 
@@ -35,7 +35,7 @@ class Idempotency:
         key = self.request.headers.get(HEADER)
         if key is None:
             return await produce()
-        if not KEY_PATTERN.match(key):
+        if not KEY_PATTERN.fullmatch(key):
             raise Problem(
                 400, "invalid-idempotency-key", f"{HEADER} must be 1-200 visible ASCII characters"
             )

@@ -17,8 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 traceparent_var: ContextVar[str | None] = ContextVar("traceparent", default=None)
 
-TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 REQUESTS = Counter(
     "amana_http_requests_total", "HTTP requests", ["service", "method", "route", "status"]
@@ -42,7 +42,7 @@ def trace_id() -> str | None:
 
 def child_traceparent(incoming: str | None) -> str:
     """Continues the caller's trace with a new span id, or starts a new trace."""
-    match = TRACEPARENT.match(incoming or "")
+    match = TRACEPARENT.fullmatch(incoming or "")
     trace = match.group(1) if match and match.group(1) != "0" * 32 else secrets.token_hex(16)
     flags = match.group(3) if match else "01"
     return f"00-{trace}-{secrets.token_hex(8)}-{flags}"
@@ -90,7 +90,7 @@ class RequestContextMiddleware:
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         incoming_id = headers.get("x-request-id", "")
-        request_id = incoming_id if REQUEST_ID.match(incoming_id) else secrets.token_hex(12)
+        request_id = incoming_id if REQUEST_ID.fullmatch(incoming_id) else secrets.token_hex(12)
         traceparent = child_traceparent(headers.get("traceparent"))
         id_token = request_id_var.set(request_id)
         trace_token = traceparent_var.set(traceparent)

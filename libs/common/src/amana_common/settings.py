@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 DEFAULT_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"  # noqa: S105
+MIN_JWT_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key is at least as long as the hash
 DEFAULT_SERVER_URL = "postgresql://amana:amana@127.0.0.1:55432/postgres"
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:59092"
 
@@ -58,6 +59,10 @@ class ServiceSettings(BaseSettings):
         if not self.jwks_url and self.jwt_secret == DEFAULT_JWT_SECRET:
             raise ValueError(
                 "production refuses the default JWT secret: set *_JWT_SECRET or *_JWKS_URL"
+            )
+        if not self.jwks_url and len(self.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(
+                f"production refuses a JWT secret shorter than {MIN_JWT_SECRET_BYTES} bytes"
             )
         password = make_url(self.database_url).password
         if password in (None, "", "amana", "postgres", "password"):

@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
+from amana_common.app import create_app
 from amana_common.db import Database
+from amana_common.observability import JsonFormatter
+from amana_common.settings import ServiceSettings
 from amana_common.worker import Component, run_components
 from amana_contracts.envelope import CloudEvent
 
 
 @asynccontextmanager
-async def service_client(app: FastAPI, database: Database) -> AsyncIterator[httpx.AsyncClient]:
+async def service_client(
+    app: FastAPI, database: Database | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client for `app` in-process, with `database` in place of the lifespan's own."""
-    app.state.database = database
+    if database is not None:
+        app.state.database = database
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
@@ -112,3 +120,26 @@ async def running(*components: Component) -> AsyncIterator[asyncio.Event]:
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=60)
+
+
+@contextmanager
+def captured_json_log(logger_name: str) -> Iterator[io.StringIO]:
+    """What `logger_name` logs while the block runs, formatted as the services format it."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    previous_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        yield stream
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
+
+
+def app_without_database(*routers: APIRouter) -> FastAPI:
+    """An app of the shared factory with no database, for testing the infrastructure itself."""
+    settings = ServiceSettings(service_name="demo", environment="test")
+    return create_app(settings, list(routers), title="demo", uses_database=False)

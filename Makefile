@@ -1,0 +1,76 @@
+# Amana: every target installs what it needs on a fresh machine (uv through pip, the Python
+# environment through uv, the Kafka jars through mvn, helm through go install).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_FOR_UV ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON_FOR_UV) -m uv")
+RUN := $(UV) run --frozen
+PACKAGES := -p amana_common -p amana_contracts -p registry
+PYTEST_ARGS ?=
+
+.PHONY: help uv sync infra run stop status test test-unit test-integration lint format contracts helm-lint logs
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+uv: ## install uv with pip when it is missing
+	@command -v uv >/dev/null 2>&1 || $(PYTHON_FOR_UV) -m uv --version >/dev/null 2>&1 \
+		|| $(PYTHON_FOR_UV) -m pip install --quiet --disable-pip-version-check uv \
+		|| $(PYTHON_FOR_UV) -m pip install --quiet --disable-pip-version-check --break-system-packages uv
+
+sync: uv ## create or update .venv from uv.lock
+	@$(UV) sync --frozen --all-packages --all-extras --quiet
+
+infra: sync ## start (or reuse) PostgreSQL and Kafka; external ones via AMANA_DATABASE_URL / AMANA_KAFKA_BOOTSTRAP
+	@deploy/local/pg.sh start
+	@deploy/local/kafka.sh start
+
+run: infra ## start PostgreSQL, Kafka and every service; print the addresses
+	@deploy/local/services.sh start
+	@echo
+	@echo "Amana is running."
+	@echo "  registry API:  http://127.0.0.1:8101   (OpenAPI docs: http://127.0.0.1:8101/docs)"
+	@echo "  PostgreSQL:    $$(deploy/local/pg.sh url)"
+	@echo "  Kafka:         $$(deploy/local/kafka.sh bootstrap)"
+	@echo "  watch events:  deploy/local/kafka.sh console-consumer registry.events"
+	@echo "  logs:          make logs      stop: make stop"
+
+stop: ## stop the services, Kafka and PostgreSQL (data is kept in .local/)
+	@deploy/local/services.sh stop
+	@deploy/local/kafka.sh stop
+	@deploy/local/pg.sh stop
+
+status: ## what is running
+	@deploy/local/services.sh status; deploy/local/kafka.sh status || true; deploy/local/pg.sh status || true
+
+logs: ## follow the services' logs
+	@tail -F .local/logs/*.log
+
+test: sync ## unit, service, integration and deployment tests against real PostgreSQL and Kafka
+	@$(RUN) pytest $(PYTEST_ARGS)
+
+test-unit: sync ## everything but the cross-service integration tests
+	@$(RUN) pytest -m "not integration" $(PYTEST_ARGS)
+
+test-integration: sync ## only the cross-service integration tests
+	@$(RUN) pytest tests/integration $(PYTEST_ARGS)
+
+lint: sync ## ruff (lint + format check) and strict mypy
+	@$(RUN) ruff check .
+	@$(RUN) ruff format --check .
+	@$(RUN) mypy $(PACKAGES)
+	@$(RUN) mypy tests libs/common/tests services/registry/tests
+
+format: sync ## apply ruff's fixes and formatting
+	@$(RUN) ruff check --fix .
+	@$(RUN) ruff format .
+
+contracts: sync ## regenerate contracts/schemas and contracts/asyncapi.yaml from the models
+	@$(RUN) python -m amana_contracts.generate
+
+helm-lint: ## helm lint and template the chart (builds helm with go when missing)
+	@HELM=$$(deploy/tools/ensure-helm.sh) && \
+	$$HELM lint --strict deploy/helm/amana && \
+	$$HELM template amana deploy/helm/amana --namespace amana >/dev/null && \
+	echo "helm: chart lints and renders"

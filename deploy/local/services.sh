@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Runs every Amana service locally (API + worker in one process each) against the local or
+# external PostgreSQL and Kafka.
+#
+#   deploy/local/services.sh start|stop|status
+#
+# Logs go to $AMANA_LOCAL_DIR/logs/<service>.log (structured JSON), pids to .../run/.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+LOCAL_DIR="${AMANA_LOCAL_DIR:-$REPO_ROOT/.local}"
+PYTHON="${AMANA_PYTHON:-$REPO_ROOT/.venv/bin/python}"
+LOGS="$LOCAL_DIR/logs"
+RUN="$LOCAL_DIR/run"
+# service:port, in start order
+SERVICES=(${AMANA_SERVICES:-registry:8101})
+
+log() { echo "services.sh: $*" >&2; }
+die() { echo "services.sh: error: $*" >&2; exit 1; }
+
+is_running() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+
+wait_healthy() {
+  local name="$1" port="$2" i
+  for ((i = 0; i < 60; i++)); do
+    if "$PYTHON" - "$port" <<'PY' 2>/dev/null; then return 0; fi
+import sys, urllib.request
+urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/healthz", timeout=1)
+PY
+    is_running "$name" || { tail -n 30 "$LOGS/$name.log" >&2; die "$name exited (log: $LOGS/$name.log)"; }
+    sleep 0.5
+  done
+  die "$name did not answer on port $port within 30 s (log: $LOGS/$name.log)"
+}
+
+start() {
+  mkdir -p "$LOGS" "$RUN"
+  local entry name port
+  for entry in "${SERVICES[@]}"; do
+    name="${entry%%:*}"
+    port="${entry##*:}"
+    if is_running "$name"; then
+      log "$name already running (pid $(cat "$RUN/$name.pid"))"
+      continue
+    fi
+    "$PYTHON" -m "$name" migrate >>"$LOGS/$name.log" 2>&1 \
+      || { tail -n 30 "$LOGS/$name.log" >&2; die "$name migrations failed"; }
+    nohup "$PYTHON" -m "$name" all --port "$port" >>"$LOGS/$name.log" 2>&1 </dev/null &
+    echo $! >"$RUN/$name.pid"
+    wait_healthy "$name" "$port"
+    log "$name on http://127.0.0.1:$port (docs: /docs, log: $LOGS/$name.log)"
+  done
+}
+
+stop() {
+  local entry name pid i
+  for entry in "${SERVICES[@]}"; do
+    name="${entry%%:*}"
+    if ! is_running "$name"; then rm -f "$RUN/$name.pid"; continue; fi
+    pid="$(cat "$RUN/$name.pid")"
+    kill "$pid"
+    for ((i = 0; i < 40; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$RUN/$name.pid"
+    log "$name stopped"
+  done
+}
+
+status() {
+  local entry name
+  for entry in "${SERVICES[@]}"; do
+    name="${entry%%:*}"
+    if is_running "$name"; then echo "$name: running on port ${entry##*:}"; else echo "$name: stopped"; fi
+  done
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) echo "usage: $0 {start|stop|status}" >&2; exit 2 ;;
+esac

@@ -1,0 +1,125 @@
+"""Settings: one env prefix per service, a derived database URL, no default secrets in
+production."""
+
+import pytest
+from pydantic import ValidationError
+
+from amana_common.settings import (
+    DEFAULT_JWT_SECRET,
+    ServiceSettings,
+    database_url_for,
+    service_config,
+)
+
+STRONG_SECRET = "k" * 48
+STRONG_DB = "postgresql+asyncpg://amana:Vx9-long-random-pw@db.internal:5432/amana_demo"
+
+
+class DemoSettings(ServiceSettings):
+    model_config = service_config("DEMO_")
+
+    service_name: str = "demo"
+    port: int = 8199
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AMANA_DATABASE_URL", "AMANA_KAFKA_BOOTSTRAP", "PORT", "ENVIRONMENT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_env_prefix_is_read_and_unprefixed_variables_are_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DEMO_PORT", "9123")
+    monkeypatch.setenv("DEMO_MAX_BODY_BYTES", "2048")
+    monkeypatch.setenv("PORT", "1")
+    monkeypatch.setenv("REGISTRY_LOG_LEVEL", "DEBUG")
+
+    settings = DemoSettings()
+
+    assert settings.port == 9123
+    assert settings.max_body_bytes == 2048
+    assert settings.log_level == "INFO"
+
+
+def test_database_url_is_derived_from_amana_database_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AMANA_DATABASE_URL", "postgresql://svc:p%40ss@pg.example:6543/postgres")
+
+    assert DemoSettings().database_url == (
+        "postgresql+asyncpg://svc:p%40ss@pg.example:6543/amana_demo"
+    )
+    assert database_url_for("payroll") == (
+        "postgresql+asyncpg://svc:p%40ss@pg.example:6543/amana_payroll"
+    )
+
+
+def test_explicit_database_url_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMANA_DATABASE_URL", "postgresql://svc:pw@pg.example/postgres")
+    monkeypatch.setenv("DEMO_DATABASE_URL", STRONG_DB)
+
+    assert DemoSettings().database_url == STRONG_DB
+
+
+def test_development_accepts_the_defaults() -> None:
+    settings = DemoSettings()
+
+    assert settings.jwt_secret == DEFAULT_JWT_SECRET
+    assert settings.database_url.endswith("/amana_demo")
+    assert not settings.is_production
+
+
+def test_production_refuses_the_default_jwt_secret() -> None:
+    with pytest.raises(ValidationError, match="default JWT secret"):
+        DemoSettings(environment="production", database_url=STRONG_DB)
+
+
+@pytest.mark.parametrize("secret", ["", "short-but-not-default"])
+def test_production_refuses_an_empty_or_short_jwt_secret(secret: str) -> None:
+    with pytest.raises(ValidationError, match="JWT secret shorter"):
+        DemoSettings(environment="production", database_url=STRONG_DB, jwt_secret=secret)
+
+
+@pytest.mark.parametrize(
+    "database_url",
+    [
+        "postgresql+asyncpg://amana:amana@db/amana_demo",
+        "postgresql+asyncpg://postgres:postgres@db/amana_demo",
+        "postgresql+asyncpg://amana:password@db/amana_demo",
+        "postgresql+asyncpg://amana:@db/amana_demo",
+        "postgresql+asyncpg://amana@db/amana_demo",
+    ],
+)
+def test_production_refuses_default_or_empty_database_passwords(database_url: str) -> None:
+    with pytest.raises(ValidationError, match="database password"):
+        DemoSettings(environment="production", jwt_secret=STRONG_SECRET, database_url=database_url)
+
+
+def test_production_refuses_the_derived_default_database_url() -> None:
+    with pytest.raises(ValidationError, match="database password"):
+        DemoSettings(environment="production", jwt_secret=STRONG_SECRET)
+
+
+def test_production_accepts_real_secrets_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DEMO_ENVIRONMENT", "production")
+    monkeypatch.setenv("DEMO_JWT_SECRET", STRONG_SECRET)
+    monkeypatch.setenv("AMANA_DATABASE_URL", "postgresql://amana:Vx9-long-random-pw@db/postgres")
+
+    settings = DemoSettings()
+
+    assert settings.is_production
+    assert settings.database_url == "postgresql+asyncpg://amana:Vx9-long-random-pw@db/amana_demo"
+
+
+def test_production_with_a_jwks_url_needs_no_shared_secret() -> None:
+    settings = DemoSettings(
+        environment="production",
+        database_url=STRONG_DB,
+        jwks_url="https://id.example/.well-known/jwks.json",
+    )
+
+    assert settings.jwt_secret == DEFAULT_JWT_SECRET
