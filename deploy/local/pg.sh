@@ -210,6 +210,9 @@ start() {
   if is_running; then
     log "already running on 127.0.0.1:$(running_port) (data: $DATA)"
   else
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+      die "127.0.0.1:$PORT is taken by another process (another cluster?): set AMANA_PG_PORT"
+    fi
     [[ -f "$DATA/PG_VERSION" ]] || init_cluster
     mkdir -p "$SOCK"
     touch "$LOGFILE"

@@ -15,6 +15,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 POSTGRES_IMAGE = "postgres:16-alpine"
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 
@@ -72,6 +74,36 @@ class Infrastructure:
 
     def close(self) -> None:
         self._cleanup.close()
+
+    def describe(self) -> list[str]:
+        return [
+            f"PostgreSQL: {_postgres_version(self.postgres_url)} at "
+            f"{make_url(self.postgres_url).render_as_string(hide_password=True)} ({self.origin})",
+            f"Kafka: {_kafka_description(self.kafka_bootstrap)} ({self.origin})",
+        ]
+
+
+def _postgres_version(url: str) -> str:
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=5) as connection:
+            row = connection.execute("SHOW server_version").fetchone()
+    except psycopg.Error as error:
+        return f"unreachable ({error.__class__.__name__})"
+    return f"server {row[0] if row else '?'}"
+
+
+def _kafka_description(bootstrap: str) -> str:
+    """The broker's own version, as its jar names it when it is the local broker."""
+    jars = sorted((repo_root() / ".local" / "kafka" / "libs").glob("kafka_2.13-*.jar"))
+    local = bootstrap == "127.0.0.1:59092" and jars
+    version = jars[-1].name.removeprefix("kafka_2.13-").removesuffix(".jar") if local else None
+    return (
+        f"Apache Kafka {version} broker (KRaft) at {bootstrap}"
+        if version
+        else f"broker at {bootstrap}"
+    )
 
 
 def provide_infrastructure() -> Infrastructure:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -45,6 +45,15 @@ def _get_infrastructure() -> Infrastructure:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return ["amana: PostgreSQL and Kafka are real; they are provided on first use"]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Says, at the end of every run, which real servers the tests talked to."""
+    if _infrastructure is None:
+        return
+    terminalreporter.write_sep("-", "amana infrastructure")
+    for line in _infrastructure.describe():
+        terminalreporter.write_line(line)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
