@@ -6,7 +6,7 @@ SHELL := /bin/bash
 PYTHON_FOR_UV ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON_FOR_UV) -m uv")
 RUN := $(UV) run --frozen
-PACKAGES := -p amana_common -p amana_contracts -p registry
+PACKAGES := -p amana_common -p amana_contracts -p registry -p provider -p gateway
 PYTEST_ARGS ?=
 
 .PHONY: help uv sync infra run stop status test test-unit test-integration lint format contracts helm-lint logs
@@ -60,7 +60,7 @@ lint: sync ## ruff (lint + format check) and strict mypy
 	@$(RUN) ruff check .
 	@$(RUN) ruff format --check .
 	@$(RUN) mypy $(PACKAGES)
-	@$(RUN) mypy tests libs/common/tests services/registry/tests
+	@$(RUN) mypy tests libs/common/tests $(wildcard services/*/tests)
 
 format: sync ## apply ruff's fixes and formatting
 	@$(RUN) ruff check --fix .

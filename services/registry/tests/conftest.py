@@ -1,46 +1,14 @@
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
-import pytest
-
-from amana_common.db import Database
-from amana_common.testing.clients import service_client
-from amana_common.testing.databases import rolled_back_database
-from amana_common.testing.plugin import MigratedDatabase
+from amana_common.testing.service import service_fixtures
 from registry.main import create_registry_app
 from registry.settings import RegistrySettings
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture(scope="session")
-async def registry_database_url(migrated_database: MigratedDatabase) -> str:
-    return await migrated_database("registry", SERVICE_DIR)
-
-
-@pytest.fixture
-async def database(registry_database_url: str) -> AsyncIterator[Database]:
-    async with rolled_back_database(registry_database_url) as database:
-        yield database
-
-
-@pytest.fixture
-def settings(registry_database_url: str, kafka_bootstrap: str) -> RegistrySettings:
-    return RegistrySettings(
-        database_url=registry_database_url,
-        kafka_bootstrap=kafka_bootstrap,
-        environment="test",
-        max_body_bytes=64 * 1024,
-    )
-
-
-@pytest.fixture
-async def client(
-    settings: RegistrySettings, database: Database
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with service_client(create_registry_app(settings), database) as client:
-        yield client
+database_url, database, settings, client = service_fixtures(
+    "registry", SERVICE_DIR, RegistrySettings, create_registry_app
+)
 
 
 def household(**overrides: object) -> dict[str, object]:

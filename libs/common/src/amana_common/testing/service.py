@@ -1,0 +1,63 @@
+"""The fixtures every service's tests need, declared once.
+
+A service's tests/conftest.py is then:
+
+    database_url, database, settings, client = service_fixtures(
+        "provider", SERVICE_DIR, ProviderSettings, create_provider_app
+    )
+
+giving `database_url` (a migrated `amana_<service>_test`), `database` (rolled back after each
+test), `settings` (pointing at them and at the test broker) and `client` (HTTP, in-process).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from amana_common.db import Database
+from amana_common.settings import ServiceSettings
+from amana_common.testing.clients import service_client
+from amana_common.testing.databases import rolled_back_database
+from amana_common.testing.plugin import MigratedDatabase
+
+S = TypeVar("S", bound=ServiceSettings)
+
+TEST_BODY_LIMIT = 64 * 1024
+
+
+def service_fixtures(
+    service: str,
+    service_dir: Path,
+    settings_class: Callable[..., S],
+    app_factory: Callable[[S], FastAPI],
+) -> tuple[Any, Any, Any, Any]:
+    @pytest.fixture(scope="session", name="database_url")
+    async def database_url(migrated_database: MigratedDatabase) -> str:
+        return await migrated_database(service, service_dir)
+
+    @pytest.fixture(name="database")
+    async def database(database_url: str) -> AsyncIterator[Database]:
+        async with rolled_back_database(database_url) as rolled_back:
+            yield rolled_back
+
+    @pytest.fixture(name="settings")
+    def settings(database_url: str, kafka_bootstrap: str) -> S:
+        return settings_class(
+            database_url=database_url,
+            kafka_bootstrap=kafka_bootstrap,
+            environment="test",
+            max_body_bytes=TEST_BODY_LIMIT,
+        )
+
+    @pytest.fixture(name="client")
+    async def client(settings: S, database: Database) -> AsyncIterator[httpx.AsyncClient]:
+        async with service_client(app_factory(settings), database) as http:
+            yield http
+
+    return database_url, database, settings, client
