@@ -13,6 +13,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from amana_common.audit import AuditMiddleware
+from amana_common.auth import TokenVerifier, public
 from amana_common.db import create_database
 from amana_common.errors import (
     UnexpectedErrorMiddleware,
@@ -61,9 +63,11 @@ def create_app(
 
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
     app.state.settings = settings
+    app.state.token_verifier = TokenVerifier(settings)
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(UnexpectedErrorMiddleware)  # inside the request context: ids in 500s
+    app.add_middleware(AuditMiddleware, service=settings.service_name)
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
     app.include_router(health_router(uses_database))
     for router in routers:
@@ -72,7 +76,7 @@ def create_app(
 
 
 def health_router(uses_database: bool) -> APIRouter:
-    router = APIRouter(tags=["operations"])
+    router = APIRouter(tags=["operations"], dependencies=[public("operations probes")])
 
     @router.get("/healthz", summary="Liveness")
     async def healthz() -> dict[str, str]:

@@ -8,6 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from amana_common.auth import Role, require
 from amana_common.db import SessionDep
 from amana_common.errors import PROBLEM_RESPONSES
 from amana_common.idempotency import IdempotencyDep
@@ -16,12 +17,16 @@ from registry.schemas import HouseholdIn, HouseholdOut, HouseholdPage, Household
 
 router = APIRouter(prefix="/households", tags=["households"], responses=PROBLEM_RESPONSES)
 
+ENROL = require(Role.registrar, Role.admin)
+READ = require(Role.registrar, Role.programme_manager, Role.auditor, Role.admin)
+
 
 @router.post(
     "",
     status_code=201,
     response_model=HouseholdOut,
     summary="Enrol a household",
+    dependencies=[ENROL],
     description="Writes the household and its HouseholdEnrolled event in one transaction. "
     "Honours `Idempotency-Key`.",
 )
@@ -42,7 +47,12 @@ async def enrol_household(
     return await idempotency.run(enrol)
 
 
-@router.get("/{household_id}", response_model=HouseholdOut, summary="Read a household")
+@router.get(
+    "/{household_id}",
+    response_model=HouseholdOut,
+    summary="Read a household",
+    dependencies=[READ],
+)
 async def get_household(
     household_id: UUID, session: SessionDep, response: Response
 ) -> HouseholdOut:
@@ -51,7 +61,12 @@ async def get_household(
     return HouseholdOut.model_validate(household)
 
 
-@router.get("", response_model=HouseholdPage, summary="List households, in enrolment order")
+@router.get(
+    "",
+    response_model=HouseholdPage,
+    summary="List households, in enrolment order",
+    dependencies=[READ],
+)
 async def list_households(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,

@@ -15,11 +15,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from uuid import UUID
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from amana_common.auth import Role, issue_token
 from amana_common.db import Database
 from amana_common.settings import ServiceSettings
 from amana_common.testing.clients import service_client
@@ -29,6 +31,14 @@ from amana_common.testing.plugin import MigratedDatabase
 S = TypeVar("S", bound=ServiceSettings)
 
 TEST_BODY_LIMIT = 64 * 1024
+
+
+def bearer(
+    settings: ServiceSettings, *roles: Role | str, provider_id: UUID | None = None
+) -> dict[str, str]:
+    """An Authorization header with a token for `roles`, as the gateway would issue it."""
+    token = issue_token(settings, f"test-{'-'.join(roles)}", roles, provider_id=provider_id)
+    return {"Authorization": f"Bearer {token}"}
 
 
 def service_fixtures(
@@ -57,7 +67,9 @@ def service_fixtures(
 
     @pytest.fixture(name="client")
     async def client(settings: S, database: Database) -> AsyncIterator[httpx.AsyncClient]:
+        """Authenticated as an admin; pass `headers=bearer(settings, role)` to act as another."""
         async with service_client(app_factory(settings), database) as http:
+            http.headers.update(bearer(settings, Role.admin))
             yield http
 
     return database_url, database, settings, client

@@ -1,0 +1,118 @@
+"""Every route of every service declares who may call it (OWASP API1/API5).
+
+A route must carry `require(<roles>)` or `public(<reason>)` from amana_common.auth; the
+documentation routes FastAPI adds are the only exceptions. New services are found on disk, so
+a service added without policies fails here.
+"""
+
+import importlib
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+
+from amana_common.auth import route_policy
+
+SERVICES = Path(__file__).resolve().parents[2] / "services"
+DOCUMENTATION_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# Open on purpose, each for a stated reason (see `public(...)` in the code).
+PUBLIC_OPERATIONS = {
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("POST", "/auth/token"),  # gateway: how a client gets a token in development
+}
+
+
+def fill_path(path: str) -> str:
+    """A path template with a syntactically valid value in each parameter."""
+    return re.sub(r"\{[^}]+\}", str(uuid4()), path)
+
+
+def service_app_factories() -> dict[str, Callable[[], FastAPI]]:
+    factories = {}
+    for main in sorted(SERVICES.glob("*/src/*/main.py")):
+        module = importlib.import_module(f"{main.parent.name}.main")
+        name = f"create_{main.parent.name}_app"
+        assert hasattr(module, name), f"{main} must define {name}()"
+        factories[main.parent.name] = getattr(module, name)
+    return factories
+
+
+def dependency_calls(dependant: Dependant) -> list[Any]:
+    calls = [dependant.call]
+    for sub in dependant.dependencies:
+        calls.extend(dependency_calls(sub))
+    return calls
+
+
+def api_routes(routes: list[Any]) -> list[APIRoute]:
+    """Every APIRoute, also inside included routers (FastAPI keeps those as wrappers)."""
+    found: list[APIRoute] = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append(route)
+        elif (original := getattr(route, "original_router", None)) is not None:
+            found.extend(api_routes(original.routes))
+    return found
+
+
+def unprotected_routes(app: FastAPI) -> list[str]:
+    return [
+        f"{sorted(route.methods)} {route.path}"
+        for route in api_routes(app.routes)
+        if route.path not in DOCUMENTATION_PATHS
+        and route_policy(dependency_calls(route.dependant)) is None
+    ]
+
+
+def test_every_service_is_checked() -> None:
+    assert {"registry", "provider", "gateway"} <= set(service_app_factories())
+
+
+@pytest.mark.parametrize("service", sorted(service_app_factories()))
+def test_every_route_has_a_policy(service: str) -> None:
+    app = service_app_factories()[service]()
+
+    assert len(api_routes(app.routes)) > 3, "the walk must find the service's routes"
+    assert unprotected_routes(app) == []
+
+
+@pytest.mark.parametrize("service", sorted(service_app_factories()))
+async def test_every_documented_operation_refuses_an_anonymous_call(service: str) -> None:
+    app = service_app_factories()[service]()
+    operations = [
+        (method.upper(), path)
+        for path, item in app.openapi()["paths"].items()
+        for method in item
+        if (method.upper(), path) not in PUBLIC_OPERATIONS
+    ]
+    assert operations, "every service has protected operations"
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        for method, path in operations:
+            response = await client.request(method, fill_path(path))
+            assert response.status_code == 401, f"{service}: {method} {path} answered anonymously"
+
+
+def test_a_route_without_a_policy_is_caught() -> None:
+    from fastapi import APIRouter
+
+    from amana_common.app import create_app
+    from amana_common.settings import ServiceSettings
+
+    router = APIRouter()
+
+    @router.get("/open-by-mistake")
+    async def open_by_mistake() -> dict[str, str]:
+        return {}
+
+    app = create_app(ServiceSettings(), [router], title="t", uses_database=False)
+
+    assert unprotected_routes(app) == ["['GET'] /open-by-mistake"]
