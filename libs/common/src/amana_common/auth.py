@@ -22,7 +22,6 @@ from uuid import UUID
 
 import jwt
 from fastapi import Depends, Request
-from fastapi.params import Depends as DependsMarker
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from amana_common.errors import Problem
@@ -180,7 +179,7 @@ def require(*roles: Role) -> Any:
     return Depends(policy)
 
 
-def public(reason: str) -> DependsMarker:
+def public(reason: str) -> Any:
     """Marks a route as deliberately open (health, metrics, signed webhooks), with the reason."""
 
     async def open_route() -> None:
