@@ -65,7 +65,7 @@ def api_routes(routes: list[Any]) -> list[APIRoute]:
 
 def unprotected_routes(app: FastAPI) -> list[str]:
     return [
-        f"{sorted(route.methods)} {route.path}"
+        f"{sorted(route.methods or ())} {route.path}"
         for route in api_routes(app.routes)
         if route.path not in DOCUMENTATION_PATHS
         and route_policy(dependency_calls(route.dependant)) is None
