@@ -4,10 +4,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from amana_common.auth import Role
 from amana_common.db import Database
 from amana_common.testing.clients import service_client
 from amana_common.testing.databases import committing_database, truncate_all
 from amana_common.testing.plugin import MigratedDatabase
+from amana_common.testing.service import bearer
 from registry.main import create_registry_app
 from registry.settings import RegistrySettings
 
@@ -42,6 +44,7 @@ async def registry_client(
         database_url=registry_url, kafka_bootstrap=kafka_bootstrap, environment="test"
     )
     async with service_client(create_registry_app(settings), registry_db) as client:
+        client.headers.update(bearer(settings, Role.registrar))
         yield client
 
 

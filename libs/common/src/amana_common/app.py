@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -31,6 +31,7 @@ log = logging.getLogger("amana.app")
 READINESS_TIMEOUT_S = 3.0
 
 ExtraLifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+ReadinessCheck = Callable[[FastAPI], Awaitable[dict[str, Any]]]
 
 
 def create_app(
@@ -42,7 +43,13 @@ def create_app(
     uses_database: bool = True,
     extra_lifespan: ExtraLifespan | None = None,
     version: str = "0.1.0",
+    readiness: ReadinessCheck | None = None,
+    builtin_docs: bool = True,
+    limit_bodies: bool = True,
 ) -> FastAPI:
+    """The app of every service. `readiness` adds checks to /readyz; `builtin_docs=False` and
+    `limit_bodies=False` are for the gateway, which serves a merged OpenAPI and limits bodies
+    per route while it streams them."""
     configure_logging(settings.log_level)
 
     @asynccontextmanager
@@ -61,21 +68,27 @@ def create_app(
             if database is not None:
                 await database.dispose()
 
-    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    docs_urls: dict[str, Any] = (
+        {} if builtin_docs else {"openapi_url": None, "docs_url": None, "redoc_url": None}
+    )
+    app = FastAPI(
+        title=title, description=description, version=version, lifespan=lifespan, **docs_urls
+    )
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
     install_problem_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if limit_bodies:
+        app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(UnexpectedErrorMiddleware)  # inside the request context: ids in 500s
     app.add_middleware(AuditMiddleware, service=settings.service_name)
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
-    app.include_router(health_router(uses_database))
+    app.include_router(health_router(uses_database, readiness))
     for router in routers:
         app.include_router(router)
     return app
 
 
-def health_router(uses_database: bool) -> APIRouter:
+def health_router(uses_database: bool, readiness: ReadinessCheck | None) -> APIRouter:
     router = APIRouter(tags=["operations"], dependencies=[public("operations probes")])
 
     @router.get("/healthz", summary="Liveness")
@@ -85,6 +98,8 @@ def health_router(uses_database: bool) -> APIRouter:
     @router.get("/readyz", summary="Readiness: database and Kafka answer", response_model=None)
     async def readyz(request: Request) -> Response:
         checks = await readiness_checks(request.app, uses_database)
+        if readiness is not None:
+            checks.update(await readiness(request.app))
         if all(value == "ok" for value in checks.values()):
             return JSONResponse({"status": "ready", "checks": checks})
         failed = ", ".join(name for name, value in checks.items() if value != "ok")

@@ -141,7 +141,9 @@ def issue_token(
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
 
 
-_bearer = HTTPBearer(auto_error=False, description="A JWT from `POST /auth/token` or your IdP")
+bearer_scheme = HTTPBearer(
+    auto_error=False, description="A JWT from `POST /auth/token` or your IdP"
+)
 
 
 def token_verifier(request: Request) -> TokenVerifier:
@@ -168,7 +170,7 @@ def require(*roles: Role) -> Any:
     allowed = frozenset(roles)
 
     async def policy(
-        request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
+        request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)
     ) -> Principal:
         principal = await authenticate(request, credentials)
         if not principal.roles & allowed:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +27,7 @@ class ServiceSettings(BaseSettings):
     """Shared configuration. Subclasses set `model_config = service_config("REGISTRY_")`."""
 
     model_config = SettingsConfigDict(extra="ignore")
+    has_database: ClassVar[bool] = True
 
     service_name: str = "amana"
     environment: Literal["development", "test", "production"] = "development"
@@ -65,7 +66,7 @@ class ServiceSettings(BaseSettings):
                 f"production refuses a JWT secret shorter than {MIN_JWT_SECRET_BYTES} bytes"
             )
         password = make_url(self.database_url).password
-        if password in (None, "", "amana", "postgres", "password"):
+        if self.has_database and password in (None, "", "amana", "postgres", "password"):
             raise ValueError("production refuses a default or empty database password")
 
     @property

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
+import uvicorn
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from fastapi import APIRouter, FastAPI
 
@@ -143,3 +145,27 @@ def app_without_database(*routers: APIRouter) -> FastAPI:
     """An app of the shared factory with no database, for testing the infrastructure itself."""
     settings = ServiceSettings(service_name="demo", environment="test")
     return create_app(settings, list(routers), title="demo", uses_database=False)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def serving(app: Any, port: int | None = None) -> AsyncIterator[str]:
+    """Serves `app` with uvicorn on loopback (its lifespan included); answers its base URL."""
+    port = port or free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        await eventually(lambda: server.started or task.done(), timeout_s=20, interval_s=0.05)
+        if task.done():
+            task.result()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=20)

@@ -1,0 +1,59 @@
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from amana_common.app import create_app
+from gateway import service
+from gateway.api import docs_router, proxy_router, token_router
+from gateway.proxy import UpstreamProxy
+from gateway.ratelimit import RateLimiter
+from gateway.service import OpenApiMerger
+from gateway.settings import GatewaySettings
+
+
+def create_gateway_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+
+    @asynccontextmanager
+    async def upstream_clients(app: FastAPI) -> AsyncIterator[None]:
+        proxy = UpstreamProxy(settings.upstream_connections)
+        app.state.proxy = proxy
+        app.state.openapi_merger = OpenApiMerger(settings, proxy.client)
+        try:
+            yield
+        finally:
+            await proxy.close()
+
+    async def upstreams_ready(app: FastAPI) -> dict[str, Any]:
+        return await service.upstream_readiness(settings, app.state.proxy.client)
+
+    routers = [docs_router(), proxy_router(settings)]
+    if not settings.is_production:
+        routers.insert(0, token_router())
+    app = create_app(
+        settings,
+        routers,
+        title="Amana gateway",
+        description="Routing, authentication, rate limits and one OpenAPI for every service.",
+        uses_database=False,
+        extra_lifespan=upstream_clients,
+        readiness=upstreams_ready,
+        builtin_docs=False,
+        limit_bodies=False,
+    )
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    app.state.clients = settings.clients or (
+        service.development_clients() if settings.environment == "development" else []
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match"],
+            expose_headers=["Location", "ETag", "X-Request-Id", "Retry-After"],
+        )
+    return app
