@@ -13,6 +13,8 @@ external OpenID Connect issuer (Keycloak-compatible claims) verified against its
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +32,7 @@ from amana_common.settings import ServiceSettings
 POLICY_ATTRIBUTE = "__amana_policy__"
 ASYMMETRIC_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
 CLOCK_LEEWAY_S = 30
+VERIFIED_TOKEN_CACHE = 10_000
 
 
 class Role(StrEnum):
@@ -72,8 +75,22 @@ class TokenVerifier:
         self.jwks = (
             jwt.PyJWKClient(settings.jwks_url, cache_keys=True) if settings.jwks_url else None
         )
+        # Clients reuse a token for many calls; decoding it costs more than the rest of a
+        # gateway hop. A token already verified is answered from here until it expires.
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     async def verify(self, token: str) -> Principal:
+        cached = self._verified.get(token)
+        if cached is not None and time.time() < cached[1]:
+            principal: Principal = cached[0]
+            return principal
+        principal, expires_at = await self._decode(token)
+        self._verified[token] = (principal, expires_at)
+        if len(self._verified) > VERIFIED_TOKEN_CACHE:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _decode(self, token: str) -> tuple[Principal, float]:
         try:
             key, algorithms = await self._key_for(token)
             claims = jwt.decode(
@@ -93,7 +110,7 @@ class TokenVerifier:
             raise unauthenticated("the token comes from an untrusted issuer") from error
         except (jwt.PyJWTError, ValueError) as error:
             raise unauthenticated(f"the token is not valid: {error}") from error
-        return principal_from_claims(claims, self.audience)
+        return principal_from_claims(claims, self.audience), float(claims["exp"])
 
     async def _key_for(self, token: str) -> tuple[Any, list[str]]:
         if self.jwks is None:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
-from starlette.responses import StreamingResponse
+from starlette.responses import Response
 
 from amana_common.auth import POLICY_ATTRIBUTE, Principal, authenticate, bearer_scheme, public
 from amana_common.errors import PROBLEM_RESPONSES, Problem
@@ -122,9 +122,9 @@ def proxy_router(settings: GatewaySettings) -> APIRouter:
 
 
 def _proxy_endpoint(route: Route) -> Any:
-    async def forward(request: Request) -> StreamingResponse:
+    async def forward(request: Request) -> Response:
         rest = request.url.path[len(route.prefix) :]
-        response: StreamingResponse = await request.app.state.proxy.forward(request, route, rest)
+        response: Response = await request.app.state.proxy.forward(request, route, rest)
         return response
 
     return forward

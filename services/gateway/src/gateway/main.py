@@ -2,6 +2,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
@@ -20,15 +21,18 @@ def create_gateway_app(settings: GatewaySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def upstream_clients(app: FastAPI) -> AsyncIterator[None]:
         proxy = UpstreamProxy(settings.upstream_connections)
+        control = httpx.AsyncClient(timeout=httpx.Timeout(5.0))  # readiness and docs only
         app.state.proxy = proxy
-        app.state.openapi_merger = OpenApiMerger(settings, proxy.client)
+        app.state.control_client = control
+        app.state.openapi_merger = OpenApiMerger(settings, control)
         try:
             yield
         finally:
             await proxy.close()
+            await control.aclose()
 
     async def upstreams_ready(app: FastAPI) -> dict[str, Any]:
-        return await service.upstream_readiness(settings, app.state.proxy.client)
+        return await service.upstream_readiness(settings, app.state.control_client)
 
     routers = [docs_router(), proxy_router(settings)]
     if not settings.is_production:
