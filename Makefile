@@ -26,15 +26,23 @@ infra: sync ## start (or reuse) PostgreSQL and Kafka; external ones via AMANA_DA
 	@deploy/local/pg.sh start
 	@deploy/local/kafka.sh start
 
-run: infra ## start PostgreSQL, Kafka and every service; print the addresses
+run: infra ## start PostgreSQL, Kafka and every service; print the gateway address
 	@deploy/local/services.sh start
 	@echo
 	@echo "Amana is running."
-	@echo "  registry API:  http://127.0.0.1:8101   (OpenAPI docs: http://127.0.0.1:8101/docs)"
-	@echo "  PostgreSQL:    $$(deploy/local/pg.sh url)"
-	@echo "  Kafka:         $$(deploy/local/kafka.sh bootstrap)"
-	@echo "  watch events:  deploy/local/kafka.sh console-consumer registry.events"
-	@echo "  logs:          make logs      stop: make stop"
+	@echo "  gateway:      http://127.0.0.1:8000        API docs: http://127.0.0.1:8000/docs"
+	@echo "  services:     registry :8101, provider :8102 (call them through the gateway)"
+	@echo "  PostgreSQL:   $$(deploy/local/pg.sh url)"
+	@echo "  Kafka:        $$(deploy/local/kafka.sh bootstrap)"
+	@echo
+	@echo "  Development clients, one per role: <role>-dev / <role>-dev-secret for"
+	@echo "  admin registrar programme-manager payroll-approver finance provider auditor analyst"
+	@echo "  e.g. TOKEN=\$$(curl -s http://127.0.0.1:8000/auth/token -d grant_type=client_credentials \\"
+	@echo "         -d client_id=registrar-dev -d client_secret=registrar-dev-secret | python3 -c \"import json,sys; print(json.load(sys.stdin)['access_token'])\")"
+	@echo "       curl -H \"Authorization: Bearer \$$TOKEN\" http://127.0.0.1:8000/registry/households"
+	@echo
+	@echo "  watch events: deploy/local/kafka.sh console-consumer registry.events"
+	@echo "  logs:         make logs      stop: make stop"
 
 stop: ## stop the services, Kafka and PostgreSQL (data is kept in .local/)
 	@deploy/local/services.sh stop

@@ -13,7 +13,7 @@ PYTHON="${AMANA_PYTHON:-$REPO_ROOT/.venv/bin/python}"
 LOGS="$LOCAL_DIR/logs"
 RUN="$LOCAL_DIR/run"
 # service:port, in start order
-SERVICES=(${AMANA_SERVICES:-registry:8101})
+SERVICES=(${AMANA_SERVICES:-registry:8101 provider:8102 gateway:8000})
 
 log() { echo "services.sh: $*" >&2; }
 die() { echo "services.sh: error: $*" >&2; exit 1; }

@@ -1,15 +1,23 @@
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 from amana_common.auth import Role
 from amana_common.db import Database
-from amana_common.testing.clients import service_client
+from amana_common.outbox import OutboxRelay
+from amana_common.tables import outbox
+from amana_common.testing.clients import TopicReader, eventually, running, service_client
 from amana_common.testing.databases import committing_database, truncate_all
 from amana_common.testing.plugin import MigratedDatabase
 from amana_common.testing.service import bearer
+from provider.main import create_provider_app
+from provider.settings import ProviderSettings
 from registry.main import create_registry_app
 from registry.settings import RegistrySettings
 
@@ -46,6 +54,82 @@ async def registry_client(
     async with service_client(create_registry_app(settings), registry_db) as client:
         client.headers.update(bearer(settings, Role.registrar))
         yield client
+
+
+@pytest.fixture(scope="session")
+async def provider_url(migrated_database: MigratedDatabase) -> str:
+    """A provider database that really commits, so the relay sees the rows."""
+    return await migrated_database("provider", REPO / "services" / "provider", "integration")
+
+
+@pytest.fixture
+async def provider_db(provider_url: str) -> AsyncIterator[Database]:
+    async with committing_database(provider_url) as database:
+        await truncate_all(
+            database,
+            "outbox",
+            "processed_events",
+            "idempotency_keys",
+            "provider_status_changes",
+            "pay_points",
+            "providers",
+        )
+        yield database
+
+
+@pytest.fixture
+async def provider_client(
+    provider_url: str, provider_db: Database, kafka_bootstrap: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = ProviderSettings(
+        database_url=provider_url,
+        kafka_bootstrap=kafka_bootstrap,
+        environment="test",
+        allowed_api_hosts=["*.psp.example"],
+    )
+    async with service_client(create_provider_app(settings), provider_db) as client:
+        client.headers.update(bearer(settings, Role.finance))
+        yield client
+
+
+async def post_and_consume(
+    client: httpx.AsyncClient,
+    database: Database,
+    kafka_bootstrap: str,
+    service: str,
+    url: str,
+    body: dict[str, Any],
+    trace_id: str,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """POSTs `body` with a traceparent while the service's relay runs; answers the created
+    resource and the CloudEvent about it read from `<service>.events`, after checking the
+    envelope every Amana event has and that the outbox drained."""
+    relay = OutboxRelay(service, database.sessionmaker, kafka_bootstrap)
+    async with TopicReader(kafka_bootstrap, f"{service}.events") as reader, running(relay):
+        headers = {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+        response = await client.post(url, json=body, headers=headers)
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()
+        key = created["id"].encode()
+        records = await reader.read_until(lambda rs: any(r.key == key for r in rs))
+
+    record = next(r for r in records if r.key == key)
+    assert dict(record.headers)["content-type"] == b"application/cloudevents+json"
+    envelope: dict[str, Any] = json.loads(record.value)
+    assert envelope["specversion"] == "1.0"
+    assert envelope["type"].startswith(f"amana.{service}.")
+    assert envelope["source"] == f"amana/{service}"
+    assert envelope["subject"] == created["id"]
+    assert envelope["datacontenttype"] == "application/json"
+    assert UUID(envelope["id"]).version == 7
+    assert envelope["traceparent"].startswith(f"00-{trace_id}-")
+
+    async def outbox_is_empty() -> bool:
+        async with database.sessionmaker() as session:
+            return await session.scalar(select(func.count()).select_from(outbox)) == 0
+
+    await eventually(outbox_is_empty, timeout_s=10)
+    return created, envelope
 
 
 def household(location_code: str = "KE-047-0101") -> dict[str, object]:

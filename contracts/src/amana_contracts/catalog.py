@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 from amana_contracts.base import EventData
+from amana_contracts.provider import (
+    ProviderReactivatedV1,
+    ProviderRegisteredV1,
+    ProviderSuspendedV1,
+    ProviderUpdatedV1,
+)
 from amana_contracts.registry import HouseholdEnrolledV1
 
 EVENTS: dict[str, list[type[EventData]]] = {
     "registry": [HouseholdEnrolledV1],
+    "provider": [
+        ProviderRegisteredV1,
+        ProviderUpdatedV1,
+        ProviderSuspendedV1,
+        ProviderReactivatedV1,
+    ],
 }
 
 

@@ -1,0 +1,80 @@
+"""Optimistic concurrency over HTTP: `ETag: "<version>"` on reads, `If-Match` on changes.
+
+A change without `If-Match` is 428 (the client must say which version it edits), and one whose
+`If-Match` names no current version is 412 with the current `ETag`, so a lost update is
+impossible. Comparison is strong (RFC 9110 13.1.1): weak tags (`W/"3"`) never match, and `*`
+is refused because it would skip the check this header exists for.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from amana_common.errors import PROBLEM_JSON, Problem, ProblemDetails
+
+HEADER = "If-Match"
+_ENTITY_TAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e]*)"\s*')
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+@dataclass(frozen=True)
+class IfMatch:
+    """The strong entity tags an `If-Match` header named."""
+
+    tags: frozenset[str]
+
+    def require(self, version: int) -> None:
+        """Raises 412 unless the resource's current `version` is one the client named."""
+        if str(version) not in self.tags:
+            raise Problem(
+                412,
+                "precondition-failed",
+                f"{HEADER} does not match the current version {etag(version)}: "
+                "read the resource again and retry your change on the current version",
+                headers={"ETag": etag(version)},
+            )
+
+
+def parse_if_match(header: str | None) -> IfMatch:
+    if header is None or not header.strip():
+        raise Problem(
+            428,
+            "precondition-required",
+            f'{HEADER} is required: send the ETag of the version you read, e.g. {HEADER}: "3"',
+        )
+    if header.strip() == "*":
+        raise Problem(428, "precondition-required", f"{HEADER} must name a version, not *")
+    tags: set[str] = set()
+    for part in header.split(","):
+        match = _ENTITY_TAG.fullmatch(part)
+        if match is None:
+            raise Problem(
+                400, "invalid-if-match", f'{HEADER} must be a list of entity tags such as "3"'
+            )
+        if match.group(1) is None:
+            tags.add(match.group(2))
+    return IfMatch(frozenset(tags))
+
+
+def _if_match(request: Request) -> IfMatch:
+    return parse_if_match(request.headers.get(HEADER))
+
+
+IfMatchDep = Annotated[IfMatch, Depends(_if_match)]
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"model": ProblemDetails, "content": {PROBLEM_JSON: {}}, "description": description}
+
+
+IF_MATCH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    412: _problem("Precondition failed: If-Match names a stale version"),
+    428: _problem("Precondition required: If-Match is missing"),
+}
