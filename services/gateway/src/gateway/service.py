@@ -100,9 +100,9 @@ def issue_client_token(
 async def upstream_readiness(
     settings: GatewaySettings, client: httpx.AsyncClient
 ) -> dict[str, Any]:
-    routes = settings.deployed_routes()
-    states = await asyncio.gather(*(_ready(client, route) for route in routes))
-    return {f"upstream:{route.service}": state for route, state in zip(routes, states, strict=True)}
+    services = {route.service: route for route in settings.deployed_routes()}
+    states = await asyncio.gather(*(_ready(client, route) for route in services.values()))
+    return {f"upstream:{name}": state for name, state in zip(services, states, strict=True)}
 
 
 async def _ready(client: httpx.AsyncClient, route: Route) -> str:
@@ -126,12 +126,15 @@ class OpenApiMerger:
         if self._cached and time.monotonic() - self._cached[0] < OPENAPI_CACHE_S:
             return self._cached[1]
         routes = self.settings.deployed_routes()
-        upstream_docs = await asyncio.gather(*(self._fetch(route) for route in routes))
+        upstreams = sorted({route.upstream for route in routes})
+        fetched = await asyncio.gather(*(self._fetch(upstream) for upstream in upstreams))
+        by_upstream = dict(zip(upstreams, fetched, strict=True))
+        upstream_docs = [by_upstream[route.upstream] for route in routes]
         merged = self._skeleton(own)
-        missing = []
+        missing: list[str] = []
         for route, doc in zip(routes, upstream_docs, strict=True):
             if doc is None:
-                missing.append(route.service)
+                missing += [] if route.service in missing else [route.service]
                 continue
             _merge(merged, route, doc)
         if missing:
@@ -140,10 +143,10 @@ class OpenApiMerger:
             self._cached = (time.monotonic(), merged)
         return merged
 
-    async def _fetch(self, route: Route) -> dict[str, Any] | None:
+    async def _fetch(self, upstream: str) -> dict[str, Any] | None:
         try:
             response = await self.client.get(
-                f"{route.upstream}/openapi.json", timeout=UPSTREAM_CHECK_TIMEOUT_S
+                f"{upstream}/openapi.json", timeout=UPSTREAM_CHECK_TIMEOUT_S
             )
             response.raise_for_status()
             document: dict[str, Any] = response.json()

@@ -41,22 +41,20 @@ class ClientCredentials(BaseModel):
 
 
 def local_routes() -> list[Route]:
+    """The services `make run` starts; each later service adds its routes here."""
+    provider = "http://127.0.0.1:8102"
     return [
         Route(prefix="/registry", service="registry", upstream="http://127.0.0.1:8101"),
         Route(
-            prefix="/providers",
-            service="provider",
-            upstream="http://127.0.0.1:8102",
-            upstream_prefix="/providers",
+            prefix="/providers", service="provider", upstream=provider, upstream_prefix="/providers"
         ),
-        Route(prefix="/payroll", service="payroll", upstream="http://127.0.0.1:8103"),
         Route(
-            prefix="/disbursement",
-            service="disbursement",
-            upstream="http://127.0.0.1:8104",
-            public_paths=[r"^/webhooks/.*"],
+            prefix="/pay-points",
+            service="provider",
+            upstream=provider,
+            upstream_prefix="/pay-points",
         ),
-        Route(prefix="/analytics", service="analytics", upstream="http://127.0.0.1:8105"),
+        Route(prefix="/lookup", service="provider", upstream=provider, upstream_prefix="/lookup"),
     ]
 
 
