@@ -246,6 +246,9 @@ async def test_one_openapi_document_for_every_service(gateway: httpx.AsyncClient
     assert enrol["security"] == [{"HTTPBearer": []}]
     assert "gone" in document["info"]["x-unavailable-services"]
     assert docs.status_code == 200 and "swagger-ui" in docs.text
+    assert "cdn" not in docs.text.lower(), "the docs must work without internet access"
+    bundle = await gateway.get("/docs/assets/swagger-ui-bundle.js")
+    assert bundle.status_code == 200 and len(bundle.content) > 100_000
 
 
 async def test_readiness_aggregates_the_upstreams(

@@ -9,7 +9,9 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
+from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
+from swagger_ui_bundle import swagger_ui_path
 
 from amana_common.auth import POLICY_ATTRIBUTE, Principal, authenticate, bearer_scheme, public
 from amana_common.errors import PROBLEM_RESPONSES, Problem
@@ -18,6 +20,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.schemas import TokenResponse
 from gateway.settings import GatewaySettings, Route
 
+DOCS_ASSETS = "/docs/assets"
 PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
@@ -37,6 +40,10 @@ def client_address(request: Request) -> str:
     return f"ip:{request.client.host if request.client else 'unknown'}"
 
 
+def mount_docs_assets(app: FastAPI) -> None:
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+
 def docs_router() -> APIRouter:
     router = APIRouter(tags=["gateway"], dependencies=[public("API documentation")])
 
@@ -47,7 +54,14 @@ def docs_router() -> APIRouter:
 
     @router.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="Amana API")
+        # Served from the gateway itself: operators' networks often cannot reach a CDN.
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Amana API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
 
     return router
 

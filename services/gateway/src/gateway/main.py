@@ -8,7 +8,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from amana_common.app import create_app
 from gateway import service
-from gateway.api import docs_router, proxy_router, token_router
+from gateway.api import docs_router, mount_docs_assets, proxy_router, token_router
 from gateway.proxy import UpstreamProxy
 from gateway.ratelimit import RateLimiter
 from gateway.service import OpenApiMerger
@@ -48,6 +48,7 @@ def create_gateway_app(settings: GatewaySettings | None = None) -> FastAPI:
         builtin_docs=False,
         limit_bodies=False,
     )
+    mount_docs_assets(app)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     app.state.clients = settings.clients or (
         service.development_clients() if settings.environment == "development" else []
