@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from amana_common.settings import MIN_JWT_SECRET_BYTES
+from gateway.settings import GatewaySettings
+
+from .conftest import SERVICES_WITH_DATABASE, SETTINGS, LoadSettings, env_prefix
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = REPO_ROOT / "docker-compose.yml"
@@ -19,6 +25,7 @@ DATABASES = {
     "amana_analytics",
 }
 LONG_RUNNING_ROLES = ("api", "worker")
+GATEWAY = "gateway-api"
 
 Service = dict[str, Any]
 
@@ -31,9 +38,51 @@ def services() -> dict[str, Service]:
     return result
 
 
+@pytest.fixture(scope="module")
+def env_file(services: dict[str, Service]) -> Path:
+    """The one env_file every container reads (its default, when it is a ${VAR:-default})."""
+    env_files = {env_file for svc in services.values() for env_file in svc.get("env_file") or []}
+    assert len(env_files) == 1
+    (reference,) = env_files
+    default = re.fullmatch(r"\$\{\w+:-(.+)\}", reference)
+    return REPO_ROOT / (default.group(1) if default else reference)
+
+
+@pytest.fixture(scope="module")
+def file_env(env_file: Path) -> dict[str, str]:
+    """The env file as compose reads it: `${NAME}` expands from the lines above."""
+    values: dict[str, str] = {}
+    for line in env_file.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, value = line.split("=", 1)
+
+        def expand(match: re.Match[str]) -> str:
+            assert match.group(1) in values, f"{key}: ${{{match.group(1)}}} is not set above"
+            return values[match.group(1)]
+
+        values[key.strip()] = re.sub(r"\$\{(\w+)\}", expand, value.strip())
+    return values
+
+
 def amana_services(services: dict[str, Service]) -> dict[str, Service]:
     """The containers of the Amana image (those that build it)."""
     return {name: svc for name, svc in services.items() if "build" in svc}
+
+
+def service_containers(services: dict[str, Service]) -> dict[str, tuple[str, str]]:
+    """Container name -> (service module, role) for the `python -m <service> <role>` ones."""
+    return {
+        name: (svc["command"][0], svc["command"][1])
+        for name, svc in amana_services(services).items()
+        if svc["command"][0] in SETTINGS
+    }
+
+
+def environment_of(service: Service, file_env: dict[str, str]) -> dict[str, str]:
+    """What the container's process sees: the env file, then `environment` over it."""
+    environment = {key: str(value) for key, value in (service.get("environment") or {}).items()}
+    return file_env | environment
 
 
 def depends_on(service: Service) -> dict[str, str]:
@@ -42,21 +91,35 @@ def depends_on(service: Service) -> dict[str, str]:
     return {name: spec["condition"] for name, spec in deps.items()}
 
 
+def published_ports(service: Service) -> list[str]:
+    return [str(port) for port in service.get("ports") or []]
+
+
 def test_compose_parses_and_has_the_stack(services: dict[str, Service]) -> None:
+    infrastructure = {"postgres", "kafka", "kafka-topics"}
+    assert infrastructure <= services.keys()
     expected = {
-        "postgres",
-        "kafka",
-        "kafka-topics",
-        "registry-migrate",
-        "registry-api",
-        "registry-worker",
-    }
-    assert expected <= services.keys()
+        f"{service}-{role}"
+        for service in SERVICES_WITH_DATABASE
+        for role in ("migrate", "api", "worker")
+    } | {GATEWAY}
+    assert set(service_containers(services)) == expected
+
+
+def test_every_service_runs_what_its_name_says(services: dict[str, Service]) -> None:
+    for name, (module, role) in service_containers(services).items():
+        assert name == f"{module}-{role}"
+    assert {module for module, _ in service_containers(services).values()} == SETTINGS.keys()
+
+
+def test_gateway_is_an_api_only(services: dict[str, Service]) -> None:
+    roles = {role for module, role in service_containers(services).values() if module == "gateway"}
+    assert roles == {"api"}, "the gateway has no worker and no database to migrate"
 
 
 def test_one_image_built_from_the_repository_dockerfile(services: dict[str, Service]) -> None:
     amana = amana_services(services)
-    assert {"kafka-topics", "registry-migrate", "registry-api", "registry-worker"} <= amana.keys()
+    assert {"kafka-topics", *service_containers(services)} == amana.keys()
     builds = {
         (svc["build"]["context"], svc["build"].get("dockerfile", "Dockerfile"))
         for svc in amana.values()
@@ -77,32 +140,44 @@ def test_kafka_is_the_official_image_in_kraft_mode(services: dict[str, Service])
     assert "CONTROLLER" not in advertised
     # In-network clients bootstrap from kafka:9092, which the broker must advertise.
     assert "://kafka:9092" in advertised
-    for name, svc in amana_services(services).items():
-        bootstrap = (svc.get("environment") or {}).get("AMANA_KAFKA_BOOTSTRAP")
-        assert bootstrap == "kafka:9092", name
     assert "healthcheck" in kafka
 
 
-def test_amana_containers_wait_for_migrations(services: dict[str, Service]) -> None:
-    checked = 0
+def test_kafka_clients_bootstrap_from_the_broker(services: dict[str, Service]) -> None:
     for name, svc in amana_services(services).items():
-        module, *rest = svc["command"]
-        if not rest or rest[0] not in LONG_RUNNING_ROLES:
+        environment = svc.get("environment") or {}
+        bootstraps = {k: v for k, v in environment.items() if k.endswith("KAFKA_BOOTSTRAP")}
+        if name != GATEWAY:  # the gateway talks to no broker
+            assert bootstraps.get("AMANA_KAFKA_BOOTSTRAP") == "kafka:9092", name
+        assert set(bootstraps.values()) <= {"kafka:9092"}, name
+
+
+def test_amana_containers_wait_for_migrations(services: dict[str, Service]) -> None:
+    checked = set()
+    for name, (module, role) in service_containers(services).items():
+        if role not in LONG_RUNNING_ROLES or module not in SERVICES_WITH_DATABASE:
             continue
-        deps = depends_on(svc)
+        deps = depends_on(services[name])
         assert deps.get(f"{module}-migrate") == "service_completed_successfully", name
         assert deps.get("kafka-topics") == "service_completed_successfully", name
-        checked += 1
-    assert checked >= 2
+        checked.add(name)
+    assert {"provider-api", "provider-worker", "registry-api", "registry-worker"} <= checked
 
 
-def test_one_shots_wait_for_their_infrastructure(services: dict[str, Service]) -> None:
-    assert depends_on(services["registry-migrate"]) == {"postgres": "service_healthy"}
-    assert services["registry-migrate"]["command"] == ["registry", "migrate"]
+@pytest.mark.parametrize("service", sorted(SERVICES_WITH_DATABASE))
+def test_migrations_are_one_shots_after_postgres(
+    services: dict[str, Service], service: str
+) -> None:
+    migrate = services[f"{service}-migrate"]
+    assert migrate["command"] == [service, "migrate"]
+    assert depends_on(migrate) == {"postgres": "service_healthy"}
+    assert migrate["restart"] == "no"
+
+
+def test_topics_are_a_one_shot_after_kafka(services: dict[str, Service]) -> None:
     assert depends_on(services["kafka-topics"]) == {"kafka": "service_healthy"}
     assert services["kafka-topics"]["command"][0] == "amana_common.topics"
-    for name in ("registry-migrate", "kafka-topics"):
-        assert services[name]["restart"] == "no"
+    assert services["kafka-topics"]["restart"] == "no"
 
 
 def test_healthy_conditions_have_healthchecks(services: dict[str, Service]) -> None:
@@ -111,14 +186,81 @@ def test_healthy_conditions_have_healthchecks(services: dict[str, Service]) -> N
             assert dependency in services, f"{name} depends on unknown {dependency}"
             if condition == "service_healthy":
                 assert "healthcheck" in services[dependency], f"{dependency} has no healthcheck"
-    assert "/readyz" in " ".join(services["registry-api"]["healthcheck"]["test"])
+    for name, (_, role) in service_containers(services).items():
+        if role == "api":
+            assert "/readyz" in " ".join(services[name]["healthcheck"]["test"]), name
 
 
-def test_api_is_published_and_listens_on_all_interfaces(services: dict[str, Service]) -> None:
-    api = services["registry-api"]
-    assert any(str(port).endswith(":8000") for port in api["ports"])
-    assert api["environment"]["REGISTRY_HOST"] == "0.0.0.0"
-    assert "ports" not in services["registry-worker"]
+def test_only_the_gateway_is_published(services: dict[str, Service]) -> None:
+    published = {name for name, svc in amana_services(services).items() if "ports" in svc}
+    assert published == {GATEWAY}
+    (port,) = published_ports(services[GATEWAY])
+    assert port.endswith(":8000:8000")
+    # Its development token endpoint must not be reachable from other machines.
+    assert port.startswith("127.0.0.1:")
+    for name in ("postgres", "kafka"):
+        assert all(port.startswith("127.0.0.1:") for port in published_ports(services[name]))
+
+
+def test_apis_listen_on_all_interfaces_on_8000(
+    services: dict[str, Service], file_env: dict[str, str]
+) -> None:
+    for name, (module, role) in service_containers(services).items():
+        if role == "api":
+            environment = environment_of(services[name], file_env)
+            assert environment[f"{env_prefix(module)}HOST"] == "0.0.0.0", name
+            assert environment[f"{env_prefix(module)}PORT"] == "8000", name
+
+
+def test_every_service_gets_the_same_jwt_secret(
+    services: dict[str, Service], file_env: dict[str, str]
+) -> None:
+    secrets = {
+        name: environment_of(services[name], file_env)[f"{env_prefix(module)}JWT_SECRET"]
+        for name, (module, _) in service_containers(services).items()
+    }
+    assert len(set(secrets.values())) == 1, secrets
+    (secret,) = set(secrets.values())
+    assert len(secret.encode()) >= MIN_JWT_SECRET_BYTES
+
+
+def test_services_accept_their_environment(
+    services: dict[str, Service], file_env: dict[str, str], load_settings: LoadSettings
+) -> None:
+    for name, (module, _) in service_containers(services).items():
+        settings = load_settings(module, environment_of(services[name], file_env))
+        assert settings.environment == "development", name
+        assert settings.port == 8000, name
+        if module in SERVICES_WITH_DATABASE:
+            assert settings.database_url.endswith(f"@postgres:5432/amana_{module}"), name
+
+
+def test_gateway_routes_to_the_internal_apis(
+    services: dict[str, Service], file_env: dict[str, str], load_settings: LoadSettings
+) -> None:
+    settings = load_settings("gateway", environment_of(services[GATEWAY], file_env))
+    assert isinstance(settings, GatewaySettings)
+    routes = {route.prefix: route for route in settings.routes}
+    expected = {
+        "/registry": ("registry", "http://registry-api:8000", ""),
+        "/providers": ("provider", "http://provider-api:8000", "/providers"),
+    }
+    assert {
+        prefix: (route.service, route.upstream, route.upstream_prefix)
+        for prefix, route in routes.items()
+    } == expected
+    assert sorted(settings.active_services or []) == ["provider", "registry"]
+    # Every upstream is an api container the gateway waits for.
+    for route in routes.values():
+        host = route.upstream.removeprefix("http://").split(":")[0]
+        assert service_containers(services)[host] == (route.service, "api")
+        assert depends_on(services[GATEWAY])[host] == "service_healthy"
+
+
+def test_gateway_lists_are_json(services: dict[str, Service]) -> None:
+    environment = services[GATEWAY]["environment"]
+    for key in ("GATEWAY_ROUTES", "GATEWAY_ACTIVE_SERVICES", "GATEWAY_CORS_ORIGINS"):
+        assert isinstance(json.loads(environment[key]), list), key
 
 
 def test_postgres_creates_every_service_database(services: dict[str, Service]) -> None:
@@ -132,18 +274,18 @@ def test_postgres_creates_every_service_database(services: dict[str, Service]) -
     assert created == DATABASES
 
 
-def test_secrets_come_from_a_development_only_env_file(services: dict[str, Service]) -> None:
-    env_files = {env_file for svc in services.values() for env_file in svc.get("env_file") or []}
-    assert len(env_files) == 1
-    (reference,) = env_files
-    default = re.fullmatch(r"\$\{\w+:-(.+)\}", reference)
-    path = REPO_ROOT / (default.group(1) if default else reference)
-    text = path.read_text()
-    assert "DEVELOPMENT ONLY" in text
-    assert "REGISTRY_DATABASE_URL=" in text
-    assert "REGISTRY_JWT_SECRET=" in text
+def test_secrets_come_from_a_development_only_env_file(
+    services: dict[str, Service], env_file: Path, file_env: dict[str, str]
+) -> None:
+    assert "DEVELOPMENT ONLY" in env_file.read_text()
+    for service in SERVICES_WITH_DATABASE:
+        assert file_env[f"{env_prefix(service)}DATABASE_URL"].endswith(f"/amana_{service}")
+    assert "GATEWAY_DATABASE_URL" not in file_env
     for name, svc in services.items():
         for key, value in (svc.get("environment") or {}).items():
-            assert not key.endswith(("PASSWORD", "JWT_SECRET", "DATABASE_URL")), (name, key)
+            assert not key.endswith(("PASSWORD", "JWT_SECRET", "DATABASE_URL", "CLIENTS")), (
+                name,
+                key,
+            )
             if key.endswith("_ENVIRONMENT"):
                 assert value != "production", name

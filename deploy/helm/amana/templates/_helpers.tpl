@@ -120,6 +120,67 @@ app.kubernetes.io/component: {{ .role }}
 {{- end -}}
 {{- end -}}
 
+{{/* The port of a component's api Service. Call with the component's api map. */}}
+{{- define "amana.servicePort" -}}
+{{- dig "service" "port" 8000 (default dict .) -}}
+{{- end -}}
+
+{{/* The entry named `gateway` is the API gateway. Call with (dict "name" "gateway" ...). */}}
+{{- define "amana.isGateway" -}}
+{{- if eq .name "gateway" -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+GATEWAY_ROUTES: one route per component with an enabled api, the gateway excepted, to its
+api Service (JSON list, sorted by component). Call with the root context.
+*/}}
+{{- define "amana.gatewayRoutes" -}}
+{{- $routes := list -}}
+{{- range $name, $c := .Values.components -}}
+{{- $api := default dict $c.api -}}
+{{- if and $api.enabled (not (include "amana.isGateway" (dict "name" $name))) -}}
+{{- $route := default dict $c.route -}}
+{{- $service := include "amana.componentName" (dict "root" $ "name" $name "role" "api") -}}
+{{- $entry := dict
+      "prefix" (default (printf "/%s" $name) $route.prefix)
+      "service" $name
+      "upstream" (printf "http://%s:%s" $service (include "amana.servicePort" $api))
+      "upstream_prefix" (default "" $route.upstreamPrefix) -}}
+{{- with $route.publicPaths -}}
+{{- $_ := set $entry "public_paths" . -}}
+{{- end -}}
+{{- $routes = append $routes $entry -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $routes -}}
+{{- end -}}
+
+{{/*
+Configuration only some services have, as lines of the component's config map: the
+gateway's routes, CORS and rate limits; the provider's API host allowlist, comma-separated
+because that is how provider.settings reads it (not JSON).
+Call with (dict "root" $ "name" "gateway" "component" $c).
+*/}}
+{{- define "amana.serviceSpecificConfig" -}}
+{{- $p := include "amana.envPrefix" . -}}
+{{- $v := .root.Values -}}
+{{- if include "amana.isGateway" . }}
+{{- $routes := include "amana.gatewayRoutes" .root }}
+{{- $services := list }}
+{{- range fromJsonArray $routes }}
+{{- $services = append $services .service }}
+{{- end }}
+{{ $p }}ROUTES: {{ $routes | quote }}
+{{ $p }}ACTIVE_SERVICES: {{ toJson $services | quote }}
+{{ $p }}CORS_ORIGINS: {{ toJson $v.gateway.corsOrigins | quote }}
+{{ $p }}RATE_LIMIT_PER_S: {{ $v.gateway.rateLimit.perSecond | quote }}
+{{ $p }}RATE_LIMIT_BURST: {{ $v.gateway.rateLimit.burst | quote }}
+{{- end }}
+{{- if and (eq .name "provider") $v.provider.allowedApiHosts }}
+{{ $p }}ALLOWED_API_HOSTS: {{ join "," $v.provider.allowedApiHosts | quote }}
+{{- end }}
+{{- end -}}
+
 {{- define "amana.hasJwtSecret" -}}
 {{- if or .Values.secrets.existingSecret .Values.secrets.jwtSecret -}}true{{- end -}}
 {{- end -}}
@@ -138,6 +199,10 @@ AMANA_KAFKA_BOOTSTRAP: {{ $g.kafkaBootstrap | quote }}
 {{ $p }}LOG_LEVEL: {{ default $g.logLevel .component.logLevel | quote }}
 {{ $p }}HOST: "0.0.0.0"
 {{ $p }}PORT: {{ default 8000 $api.port | quote }}
+{{- with $g.jwksUrl }}
+{{ $p }}JWKS_URL: {{ . | quote }}
+{{- end }}
+{{- include "amana.serviceSpecificConfig" . }}
 {{- range $key, $value := $g.env }}
 {{ $key }}: {{ $value | quote }}
 {{- end }}
@@ -167,6 +232,14 @@ Call with (dict "root" $ "name" "registry" "component" $c "secretName" "..." "ex
       name: {{ .secretName }}
       key: jwt-secret
 {{- end }}
+{{- if include "amana.isGateway" . }}
+- name: {{ $p }}CLIENTS
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secretName }}
+      key: gateway-clients
+      optional: true
+{{- end }}
 {{- range $key, $value := .extra }}
 - name: {{ $key }}
   value: {{ $value | quote }}
@@ -177,6 +250,9 @@ Call with (dict "root" $ "name" "registry" "component" $c "secretName" "..." "ex
 {{- define "amana.secretData" -}}
 {{- if .Values.secrets.jwtSecret }}
 jwt-secret: {{ .Values.secrets.jwtSecret | b64enc | quote }}
+{{- end }}
+{{- with .Values.secrets.gatewayClients }}
+gateway-clients: {{ toJson . | b64enc | quote }}
 {{- end }}
 {{- range $name, $c := .Values.components }}
 {{- $ctx := dict "root" $ "name" $name "component" $c }}
@@ -232,6 +308,9 @@ volumeMounts:
 {{- $v := .Values -}}
 {{- if not (has $v.global.environment (list "development" "test" "production")) -}}
 {{- fail (printf "global.environment must be development, test or production, not %q" $v.global.environment) -}}
+{{- end -}}
+{{- if and (eq $v.global.environment "production") (has "*" $v.gateway.corsOrigins) -}}
+{{- fail "production refuses gateway.corsOrigins \"*\": list the frontends' origins" -}}
 {{- end -}}
 {{- if and (eq $v.global.environment "production") (not $v.secrets.existingSecret) -}}
 {{- if not $v.secrets.jwtSecret -}}
