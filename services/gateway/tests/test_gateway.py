@@ -106,7 +106,9 @@ async def test_request_id_traceparent_and_forwarding_headers_reach_the_upstream(
     assert response.headers["location"] == "http://gateway/rec/echo/created"
 
 
-async def test_over_the_rate_is_429_with_retry_after(upstreams: dict[str, str]) -> None:
+async def test_over_the_rate_is_429_with_retry_after(
+    upstreams: dict[str, str], recorder: Recorder
+) -> None:
     settings = gateway_settings(upstreams, rate_limit_per_s=0.5, rate_limit_burst=3)
     async for gateway in gateway_client(settings):
         headers = await token(gateway, "registrar-1", "s3cret!")
@@ -116,6 +118,7 @@ async def test_over_the_rate_is_429_with_retry_after(upstreams: dict[str, str]) 
         refused = await gateway.get("/rec/echo/r", headers=headers)
 
     assert statuses == [200, 200, 200, 429]  # the token request counted against the address
+    assert len(recorder.requests) == 3, "refused requests never reach the upstream"
     assert refused.headers["content-type"] == PROBLEM
     assert int(refused.headers["retry-after"]) >= 1
 
