@@ -36,7 +36,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("household_number", name="uq_households_household_number"),
         sa.CheckConstraint(
             "status IN ('active', 'under_review', 'suspended', 'exited')",
-            name="ck_households_status",
+            name="status",  # the naming convention makes it ck_households_status
         ),
     )
     op.create_index("ix_households_location_code", "households", ["location_code"])

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from amana_common.auth import Role, require
 from amana_common.db import SessionDep
 from amana_common.errors import PROBLEM_RESPONSES
 from amana_common.idempotency import IdempotencyDep
+from amana_common.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, Page, page
 from registry import repository, service
-from registry.schemas import HouseholdIn, HouseholdOut, HouseholdPage, HouseholdStatus, LocationCode
+from registry.schemas import HouseholdIn, HouseholdOut, HouseholdStatus, LocationCode
 
 router = APIRouter(prefix="/households", tags=["households"], responses=PROBLEM_RESPONSES)
 
@@ -63,22 +63,18 @@ async def get_household(
 
 @router.get(
     "",
-    response_model=HouseholdPage,
+    response_model=Page[HouseholdOut],
     summary="List households, in enrolment order",
     dependencies=[READ],
 )
 async def list_households(
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[UUID | None, Query(description="`next_cursor` of the previous page")] = None,
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    cursor: Cursor = None,
     location_code: LocationCode | None = None,
     status: HouseholdStatus | None = None,
-) -> HouseholdPage:
+) -> Page[HouseholdOut]:
     rows = await repository.list_households(
         session, limit=limit, after=cursor, location_code=location_code, status=status
     )
-    page = rows[:limit]
-    next_cursor = str(page[-1].id) if len(rows) > limit else None
-    return HouseholdPage(
-        items=[HouseholdOut.model_validate(h) for h in page], next_cursor=next_cursor
-    )
+    return page(rows, limit, HouseholdOut.model_validate, lambda household: household.id)

@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import date, datetime
 from uuid import UUID
 
-from sqlalchemy import Date, DateTime, ForeignKey, SmallInteger, String, orm
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+    orm,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from amana_common.db import new_metadata
@@ -17,6 +28,11 @@ class Base(DeclarativeBase):
 
 class Household(Base):
     __tablename__ = "households"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('active', 'under_review', 'suspended', 'exited')", name="status"
+        ),
+    )
 
     id: Mapped[UUID] = mapped_column(primary_key=True)
     household_number: Mapped[str] = mapped_column(String(20), unique=True)
@@ -39,6 +55,11 @@ class Household(Base):
 class Member(Base):
     # `relationship` is a column here (relationship to the head), hence `orm.relationship` below.
     __tablename__ = "members"
+    __table_args__ = (
+        UniqueConstraint("household_id", "position"),
+        # The database, not only the API, guarantees one head of household.
+        Index("uq_members_one_head", "household_id", unique=True, postgresql_where=text("is_head")),
+    )
 
     id: Mapped[UUID] = mapped_column(primary_key=True)
     household_id: Mapped[UUID] = mapped_column(ForeignKey("households.id", ondelete="CASCADE"))
@@ -59,6 +80,7 @@ class Member(Base):
 
 class MemberIdentifier(Base):
     __tablename__ = "member_identifiers"
+    __table_args__ = (Index("ix_member_identifiers_scheme", "scheme", "value"),)
 
     member_id: Mapped[UUID] = mapped_column(
         ForeignKey("members.id", ondelete="CASCADE"), primary_key=True

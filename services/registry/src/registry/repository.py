@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.base import ExecutableOption
 
+from amana_common.pagination import keyset
 from registry.models import Household, Member
 
 
@@ -41,9 +42,7 @@ async def list_households(
 ) -> list[Household]:
     """One page in id order (ids are uuid7, so this is enrolment order), `limit` + 1 rows so the
     caller can tell whether another page follows."""
-    statement = select(Household).order_by(Household.id).limit(limit + 1).options(*_with_members())
-    if after is not None:
-        statement = statement.where(Household.id > after)
+    statement = keyset(select(Household).options(*_with_members()), Household.id, limit, after)
     if location_code is not None:
         statement = statement.where(Household.location_code == location_code)
     if status is not None:

@@ -119,8 +119,3 @@ class HouseholdOut(BaseModel):
     updated_at: datetime
     version: int
     members: list[MemberOut]
-
-
-class HouseholdPage(BaseModel):
-    items: list[HouseholdOut]
-    next_cursor: str | None = Field(description="Pass as `cursor` to get the next page")
