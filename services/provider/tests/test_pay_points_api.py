@@ -4,10 +4,10 @@ from uuid import UUID
 import httpx
 import pytest
 
+from amana_common import events
 from amana_common.db import Database
 from amana_common.tables import outbox
 from amana_contracts.provider import ProviderUpdatedV1
-from provider import service
 from provider.models import PayPoint
 
 from .conftest import (
@@ -186,8 +186,8 @@ async def test_a_snapshot_too_large_for_kafka_is_refused(
 ) -> None:
     provider = await register(client)
     await add_pay_point(client, provider["id"], code="AG-1")
-    one_pay_point = len((await _snapshot(database)).model_dump_json())
-    monkeypatch.setattr(service, "MAX_SNAPSHOT_BYTES", one_pay_point + 50)
+    one_pay_point = len((await outbox_events(database))[-1].model_dump_json())
+    monkeypatch.setattr(events, "MAX_EVENT_BYTES", one_pay_point + 50)
 
     response = await client.post(_url(provider), json=pay_point_body(code="AG-2"))
 

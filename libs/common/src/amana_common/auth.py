@@ -163,20 +163,13 @@ bearer_scheme = HTTPBearer(
 )
 
 
-def token_verifier(request: Request) -> TokenVerifier:
-    verifier: TokenVerifier | None = getattr(request.app.state, "token_verifier", None)
-    if verifier is None:
-        verifier = TokenVerifier(request.app.state.settings)
-        request.app.state.token_verifier = verifier
-    return verifier
-
-
 async def authenticate(
     request: Request, credentials: HTTPAuthorizationCredentials | None
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise unauthenticated("a bearer token is required")
-    principal = await token_verifier(request).verify(credentials.credentials)
+    verifier: TokenVerifier = request.app.state.token_verifier  # built by create_app
+    principal = await verifier.verify(credentials.credentials)
     request.state.principal = principal
     return principal
 

@@ -51,18 +51,17 @@ class ProblemDetails(BaseModel):
     request_id: str | None = None
 
 
+def problem_doc(description: str) -> dict[str, Any]:
+    """An OpenAPI `responses` entry for a problem+json answer."""
+    return {"model": ProblemDetails, "content": {PROBLEM_JSON: {}}, "description": description}
+
+
+def _title(slug: str) -> str:
+    return slug.replace("-", " ").capitalize()
+
+
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {
-        "model": ProblemDetails,
-        "content": {PROBLEM_JSON: {}},
-        "description": slug.replace("-", " ").capitalize(),
-    }
-    for status, slug in {
-        400: "bad-request",
-        404: "not-found",
-        413: "payload-too-large",
-        422: "validation-error",
-    }.items()
+    status: problem_doc(_title(_TITLES[status])) for status in (400, 404, 413, 422)
 }
 
 
@@ -83,7 +82,7 @@ class Problem(Exception):
         self.status = status
         self.slug = slug
         self.detail = detail
-        self.title = title or slug.replace("-", " ").capitalize()
+        self.title = title or _title(slug)
         self.errors = errors
         self.headers = headers or {}
 
@@ -106,7 +105,7 @@ def problem_response(
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": TYPE_BASE + slug,
-        "title": title or slug.replace("-", " ").capitalize(),
+        "title": title or _title(slug),
         "status": status,
         "detail": detail,
     }

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from amana_common.errors import PROBLEM_JSON, Problem, ProblemDetails
+from amana_common.errors import Problem, problem_doc
 
 HEADER = "If-Match"
 _ENTITY_TAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e]*)"\s*')
@@ -70,11 +70,7 @@ def _if_match(request: Request) -> IfMatch:
 IfMatchDep = Annotated[IfMatch, Depends(_if_match)]
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {"model": ProblemDetails, "content": {PROBLEM_JSON: {}}, "description": description}
-
-
 IF_MATCH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    412: _problem("Precondition failed: If-Match names a stale version"),
-    428: _problem("Precondition required: If-Match is missing"),
+    412: problem_doc("Precondition failed: If-Match names a stale version"),
+    428: problem_doc("Precondition required: If-Match is missing"),
 }

@@ -13,6 +13,17 @@ from amana_common.tables import outbox
 from amana_contracts.base import EventData
 from amana_contracts.envelope import CloudEvent, topic_for
 
+# Kafka refuses messages over 1 MiB by default, and an event the relay cannot publish would
+# hold up every event behind it in the outbox: an event that large is refused when written.
+MAX_EVENT_BYTES = 768 * 1024
+
+
+class EventTooLarge(ValueError):
+    def __init__(self, event_type: str, size: int, limit: int) -> None:
+        super().__init__(f"{event_type} would be {size} bytes, over the {limit} an event may take")
+        self.size = size
+        self.limit = limit
+
 
 def build_event(data: EventData) -> CloudEvent:
     return CloudEvent(
@@ -27,17 +38,21 @@ def build_event(data: EventData) -> CloudEvent:
 
 
 def outbox_row(event: CloudEvent) -> dict[str, object]:
+    payload = event.model_dump_json().encode()
+    if len(payload) > MAX_EVENT_BYTES:
+        raise EventTooLarge(event.type, len(payload), MAX_EVENT_BYTES)
     return {
         "event_id": event.id,
         "topic": topic_for(event.service),
         "key": event.subject,
         "event_type": event.type,
-        "payload": event.model_dump_json().encode(),
+        "payload": payload,
     }
 
 
 async def publish(session: AsyncSession, *payloads: EventData) -> list[CloudEvent]:
-    """Adds events to the outbox; they reach Kafka only if the caller's transaction commits."""
+    """Adds events to the outbox; they reach Kafka only if the caller's transaction commits.
+    Raises EventTooLarge, before writing anything, for an event Kafka would refuse."""
     events = [build_event(p) for p in payloads]
     if events:
         await session.execute(insert(outbox), [outbox_row(e) for e in events])

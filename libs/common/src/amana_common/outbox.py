@@ -10,7 +10,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Gauge
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from amana_common.kafka import CONTENT_TYPE_HEADER, reliable_producer
@@ -74,7 +74,7 @@ class OutboxRelay:
             if not await _take_relay_lock(session):
                 return 0
             rows = await _claim(session, self.batch_size)
-            await self._observe_lag(session, rows)
+            self._observe_lag(rows)
             if not rows:
                 return 0
             await self._publish(rows)
@@ -94,14 +94,11 @@ class OutboxRelay:
         ]
         await asyncio.gather(*futures)
 
-    async def _observe_lag(self, session: AsyncSession, rows: list[Any]) -> None:
+    def _observe_lag(self, rows: list[Any]) -> None:
+        """The batch is claimed in position order, so its first row is the oldest waiting."""
         PENDING.labels(self.service).set(len(rows))
-        if not rows:
-            LAG_SECONDS.labels(self.service).set(0)
-            return
-        oldest = await session.scalar(select(func.min(outbox.c.created_at)))
-        if oldest is not None:
-            LAG_SECONDS.labels(self.service).set((datetime.now(UTC) - oldest).total_seconds())
+        lag = (datetime.now(UTC) - rows[0].created_at).total_seconds() if rows else 0
+        LAG_SECONDS.labels(self.service).set(lag)
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -132,7 +129,9 @@ async def _take_relay_lock(session: AsyncSession) -> bool:
 
 async def _claim(session: AsyncSession, limit: int) -> list[Any]:
     statement = (
-        select(outbox.c.position, outbox.c.topic, outbox.c.key, outbox.c.payload)
+        select(
+            outbox.c.position, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.created_at
+        )
         .order_by(outbox.c.position)
         .limit(limit)
         .with_for_update(skip_locked=True)

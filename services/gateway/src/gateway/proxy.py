@@ -27,8 +27,9 @@ HOP_BY_HOP = frozenset(
         "host",
     }
 )
-# The gateway sets these on its own answer (its request id, its span).
-REPLACED_IN_RESPONSE = frozenset({"x-request-id", "traceparent"})
+# The gateway sets these itself, both ways: its request id and its span of the trace.
+SET_BY_GATEWAY = frozenset({"x-request-id", "traceparent"})
+NOT_PASSED_ON = HOP_BY_HOP | SET_BY_GATEWAY
 METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 BUFFERED_RESPONSE_BYTES = 256 * 1024
 
@@ -132,8 +133,7 @@ async def _bounded(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[by
 
 
 def _upstream_headers(request: Request, route: Route) -> list[tuple[str, str]]:
-    headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
-    headers = [(k, v) for k, v in headers if k.lower() not in ("x-request-id", "traceparent")]
+    headers = [(k, v) for k, v in request.headers.items() if k.lower() not in NOT_PASSED_ON]
     client = request.client.host if request.client else "unknown"
     prior = request.headers.get("x-forwarded-for")
     headers += [
@@ -150,11 +150,7 @@ def _upstream_headers(request: Request, route: Route) -> list[tuple[str, str]]:
 def _downstream_headers(
     upstream: aiohttp.ClientResponse, request: Request, route: Route
 ) -> dict[str, str]:
-    headers = {
-        k.lower(): v
-        for k, v in upstream.headers.items()
-        if k.lower() not in HOP_BY_HOP and k.lower() not in REPLACED_IN_RESPONSE
-    }
+    headers = {k.lower(): v for k, v in upstream.headers.items() if k.lower() not in NOT_PASSED_ON}
     if location := headers.get("location"):
         headers["location"] = public_location(location, request, route)
     return headers

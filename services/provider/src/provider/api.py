@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from amana_common.auth import Principal, Role, ensure_provider_scope, require
 from amana_common.db import SessionDep
-from amana_common.errors import PROBLEM_RESPONSES
+from amana_common.errors import PROBLEM_RESPONSES, problem_doc
 from amana_common.etag import IF_MATCH_RESPONSES, IfMatchDep, etag
 from amana_common.idempotency import IdempotencyDep
 from amana_common.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, Page, page
@@ -39,9 +39,7 @@ from provider.schemas import (
 )
 from provider.settings import ProviderSettings
 
-CONFLICT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    409: {**PROBLEM_RESPONSES[422], "description": "Conflict"}
-}
+CONFLICT_RESPONSES: dict[int | str, dict[str, Any]] = {409: problem_doc("Conflict")}
 
 providers = APIRouter(prefix="/providers", tags=["providers"], responses=PROBLEM_RESPONSES)
 pay_points = APIRouter(

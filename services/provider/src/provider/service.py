@@ -21,7 +21,7 @@ from uuid6 import uuid7
 
 from amana_common.errors import Problem, field_problem
 from amana_common.etag import IfMatch
-from amana_common.events import publish
+from amana_common.events import EventTooLarge, publish
 from amana_common.locations import covered_by_any
 from amana_common.outbound import OutboundUrlPolicy, UnsafeUrl
 from amana_contracts.provider import (
@@ -44,9 +44,6 @@ from provider.schemas import (
 
 CASH = "cash_pay_point"
 REGISTERED_REASON = "registered"
-# Kafka refuses messages over 1 MiB by default, and an event the relay cannot publish would hold
-# up every event behind it: a snapshot stays well below.
-MAX_SNAPSHOT_BYTES = 768 * 1024
 # The unique constraints on provider codes and on pay point codes within a provider.
 _UNIQUE_CODES = ("uq_providers_code", "uq_pay_points_provider_id")
 
@@ -106,22 +103,23 @@ async def register_provider(
     )
     repository.add(session, provider, history)
     await _flush(session)
-    await publish(session, _sized(ProviderRegisteredV1.model_validate(_snapshot(provider))))
+    await _publish_snapshot(session, ProviderRegisteredV1.model_validate(_snapshot(provider)))
     return provider
 
 
-async def provider_by_id(session: AsyncSession, provider_id: UUID) -> Provider:
-    provider = await repository.get_provider(session, provider_id)
+async def provider_by_id(
+    session: AsyncSession, provider_id: UUID, *, lock: bool = False, with_pay_points: bool = False
+) -> Provider:
+    provider = await repository.get_provider(
+        session, provider_id, lock=lock, with_pay_points=with_pay_points
+    )
     if provider is None:
         raise _not_found("provider", provider_id)
     return provider
 
 
 async def _provider_for_change(session: AsyncSession, provider_id: UUID) -> Provider:
-    provider = await repository.get_provider(session, provider_id, lock=True, with_pay_points=True)
-    if provider is None:
-        raise _not_found("provider", provider_id)
-    return provider
+    return await provider_by_id(session, provider_id, lock=True, with_pay_points=True)
 
 
 async def update_provider(
@@ -213,19 +211,19 @@ async def _provider_changed(session: AsyncSession, provider: Provider) -> None:
     provider.version += 1
     provider.updated_at = datetime.now(UTC)
     await _flush(session)
-    await publish(session, _sized(ProviderUpdatedV1.model_validate(_snapshot(provider))))
+    await _publish_snapshot(session, ProviderUpdatedV1.model_validate(_snapshot(provider)))
 
 
-def _sized(snapshot: ProviderSnapshotV1) -> ProviderSnapshotV1:
-    size = len(snapshot.model_dump_json())
-    if size > MAX_SNAPSHOT_BYTES:
+async def _publish_snapshot(session: AsyncSession, snapshot: ProviderSnapshotV1) -> None:
+    try:
+        await publish(session, snapshot)
+    except EventTooLarge as error:
         raise Problem(
             409,
             "provider-too-large",
-            f"Provider {snapshot.code} would need a {size}-byte event, over the "
-            f"{MAX_SNAPSHOT_BYTES} its snapshot may take: remove pay points or their locations",
-        )
-    return snapshot
+            f"Provider {snapshot.code} would need a {error.size}-byte event, over the "
+            f"{error.limit} an event may take: remove pay points or their locations",
+        ) from error
 
 
 def _snapshot(provider: Provider) -> dict[str, Any]:
@@ -271,9 +269,7 @@ async def change_status(
     session: AsyncSession, provider_id: UUID, status: str, reason: str, actor: str | None
 ) -> Provider:
     """Suspends (status `suspended`) or reactivates (`active`); the same status again is 409."""
-    provider = await repository.get_provider(session, provider_id, lock=True)
-    if provider is None:
-        raise _not_found("provider", provider_id)
+    provider = await provider_by_id(session, provider_id, lock=True)
     if provider.status == status:
         raise Problem(409, f"provider-already-{status}", f"Provider {provider.code} is {status}")
     now = datetime.now(UTC)
