@@ -6,19 +6,20 @@ from uuid import UUID
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 
 from amana_common.auth import Role
 from amana_common.db import Database
 from amana_common.outbox import OutboxRelay
 from amana_common.tables import outbox
 from amana_common.testing.clients import TopicReader, eventually, running, service_client
-from amana_common.testing.databases import committing_database, truncate_all
+from amana_common.testing.databases import clear_service_tables, committing_database, row_count
 from amana_common.testing.plugin import MigratedDatabase
 from amana_common.testing.service import bearer
 from provider.main import create_provider_app
+from provider.models import Base as ProviderBase
 from provider.settings import ProviderSettings
 from registry.main import create_registry_app
+from registry.models import Base as RegistryBase
 from registry.settings import RegistrySettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,7 +41,7 @@ async def registry_url(migrated_database: MigratedDatabase) -> str:
 @pytest.fixture
 async def registry_db(registry_url: str) -> AsyncIterator[Database]:
     async with committing_database(registry_url) as database:
-        await truncate_all(database, "outbox", "processed_events", "idempotency_keys", "households")
+        await clear_service_tables(database, RegistryBase.metadata)
         yield database
 
 
@@ -65,15 +66,7 @@ async def provider_url(migrated_database: MigratedDatabase) -> str:
 @pytest.fixture
 async def provider_db(provider_url: str) -> AsyncIterator[Database]:
     async with committing_database(provider_url) as database:
-        await truncate_all(
-            database,
-            "outbox",
-            "processed_events",
-            "idempotency_keys",
-            "provider_status_changes",
-            "pay_points",
-            "providers",
-        )
+        await clear_service_tables(database, ProviderBase.metadata)
         yield database
 
 
@@ -125,8 +118,7 @@ async def post_and_consume(
     assert envelope["traceparent"].startswith(f"00-{trace_id}-")
 
     async def outbox_is_empty() -> bool:
-        async with database.sessionmaker() as session:
-            return await session.scalar(select(func.count()).select_from(outbox)) == 0
+        return await row_count(database, outbox) == 0
 
     await eventually(outbox_is_empty, timeout_s=10)
     return created, envelope

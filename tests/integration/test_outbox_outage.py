@@ -3,12 +3,12 @@
 import asyncio
 
 import httpx
-from sqlalchemy import func, select
 
 from amana_common.db import Database
 from amana_common.outbox import OutboxRelay
 from amana_common.tables import outbox
 from amana_common.testing.clients import TopicReader, running
+from amana_common.testing.databases import row_count
 from amana_common.testing.infrastructure import LocalBroker
 from amana_common.testing.plugin import BrokerFactory
 from amana_contracts.registry import HouseholdEnrolledV1
@@ -20,8 +20,7 @@ HOUSEHOLDS = 200
 
 
 async def pending_rows(database: Database) -> int:
-    async with database.sessionmaker() as session:
-        return int(await session.scalar(select(func.count()).select_from(outbox)) or 0)
+    return await row_count(database, outbox)
 
 
 async def test_events_written_while_the_broker_is_down_all_arrive(

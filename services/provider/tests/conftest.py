@@ -2,12 +2,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
 
-from amana_common.db import Database
-from amana_common.tables import outbox
 from amana_common.testing.service import service_fixtures
-from amana_contracts.envelope import CloudEvent
 from provider.main import create_provider_app
 from provider.settings import ProviderSettings
 
@@ -57,19 +53,6 @@ def pay_point_body(**overrides: object) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
-
-
-async def count(database: Database, table: Any) -> int:
-    async with database.sessionmaker() as session:
-        return int(await session.scalar(select(func.count()).select_from(table)) or 0)
-
-
-async def outbox_events(database: Database) -> list[CloudEvent]:
-    async with database.sessionmaker() as session:
-        payloads = (
-            await session.scalars(select(outbox.c.payload).order_by(outbox.c.position))
-        ).all()
-    return [CloudEvent.model_validate_json(p) for p in payloads]
 
 
 async def register(client: httpx.AsyncClient, **overrides: object) -> dict[str, Any]:

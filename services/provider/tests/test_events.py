@@ -8,9 +8,10 @@ from typing import Any
 import httpx
 
 from amana_common.db import Database
+from amana_common.testing.databases import outbox_events
 from amana_contracts.catalog import EVENTS, payload_model
 
-from .conftest import add_pay_point, outbox_events, register
+from .conftest import add_pay_point, register
 
 SECRET_LOOKING = re.compile(r"secret|password|passwd|token|api_?key|credential|private", re.I)
 

@@ -8,8 +8,9 @@ import pytest
 
 from amana_common.db import Database
 from amana_common.tables import outbox
+from amana_common.testing.databases import row_count as count
 
-from .conftest import assert_problem, count, pay_point_body, provider_body, register
+from .conftest import assert_problem, pay_point_body, provider_body, register
 
 
 async def _target(client: httpx.AsyncClient, post: str) -> tuple[str, list[dict[str, Any]], int]:

@@ -7,14 +7,14 @@ import pytest
 from amana_common import events
 from amana_common.db import Database
 from amana_common.tables import outbox
+from amana_common.testing.databases import outbox_events
+from amana_common.testing.databases import row_count as count
 from amana_contracts.provider import ProviderUpdatedV1
 from provider.models import PayPoint
 
 from .conftest import (
     add_pay_point,
     assert_problem,
-    count,
-    outbox_events,
     pay_point_body,
     register,
 )

@@ -9,11 +9,12 @@ import pytest
 from amana_common.auth import Role
 from amana_common.db import Database
 from amana_common.tables import outbox
+from amana_common.testing.databases import row_count as count
 from amana_common.testing.service import bearer
 from provider.models import Provider
 from provider.settings import ProviderSettings
 
-from .conftest import add_pay_point, assert_problem, count, provider_body, register
+from .conftest import add_pay_point, assert_problem, provider_body, register
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ import pytest
 
 from amana_common.db import Database
 from amana_common.tables import outbox
+from amana_common.testing.databases import outbox_events
+from amana_common.testing.databases import row_count as count
 from amana_contracts.provider import (
     ProviderReactivatedV1,
     ProviderRegisteredV1,
@@ -19,8 +21,6 @@ from provider.models import Provider, ProviderStatusChange
 from .conftest import (
     add_pay_point,
     assert_problem,
-    count,
-    outbox_events,
     provider_body,
     register,
 )

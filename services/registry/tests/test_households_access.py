@@ -12,11 +12,11 @@ from amana_common.auth import Role, issue_token
 from amana_common.db import Database
 from amana_common.tables import outbox
 from amana_common.testing.clients import captured_json_log
+from amana_common.testing.databases import row_count as count
 from amana_common.testing.service import bearer
 from registry.settings import RegistrySettings
 
 from .conftest import household
-from .test_households_api import count
 
 PROVIDER_ID = UUID("0190b7a2-0000-7000-8000-000000000001")
 

@@ -4,29 +4,18 @@ from uuid import UUID
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 
 from amana_common.check_digits import is_luhn_valid
 from amana_common.db import Database
 from amana_common.tables import outbox
-from amana_contracts.envelope import CloudEvent
+from amana_common.testing.databases import outbox_events
+from amana_common.testing.databases import row_count as count
 from amana_contracts.registry import HouseholdEnrolledV1
 from registry.models import Household, Member, MemberIdentifier
 
 from .conftest import household
 
 PROBLEM = "application/problem+json"
-
-
-async def count(database: Database, table: Any) -> int:
-    async with database.sessionmaker() as session:
-        return int(await session.scalar(select(func.count()).select_from(table)) or 0)
-
-
-async def outbox_events(database: Database) -> list[CloudEvent]:
-    async with database.sessionmaker() as session:
-        payloads = (await session.scalars(select(outbox.c.payload))).all()
-    return [CloudEvent.model_validate_json(p) for p in payloads]
 
 
 async def test_enrolment_writes_household_and_its_event_in_one_transaction(

@@ -7,13 +7,16 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import MetaData, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from amana_common.db import Database
 from amana_common.migrations import upgrade_to_head
+from amana_common.tables import INFRA_METADATA, outbox
+from amana_contracts.envelope import CloudEvent
 
 
 def async_url(server_url: str, database: str) -> str:
@@ -79,6 +82,22 @@ async def committing_database(url: str) -> AsyncIterator[Database]:
         await engine.dispose()
 
 
-async def truncate_all(database: Database, *tables: str) -> None:
+async def clear_service_tables(database: Database, models: MetaData) -> None:
+    """Empties a service's tables (its models' and the infrastructure's), for tests that commit."""
+    tables = [*models.tables, *INFRA_METADATA.tables]
     async with database.sessionmaker() as session, session.begin():
         await session.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
+
+
+async def row_count(database: Database, table: Any) -> int:
+    async with database.sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(table)) or 0)
+
+
+async def outbox_events(database: Database) -> list[CloudEvent]:
+    """The events waiting in the outbox, in the order they were written."""
+    async with database.sessionmaker() as session:
+        payloads = (
+            await session.scalars(select(outbox.c.payload).order_by(outbox.c.position))
+        ).all()
+    return [CloudEvent.model_validate_json(payload) for payload in payloads]
