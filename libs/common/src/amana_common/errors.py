@@ -61,7 +61,7 @@ def _title(slug: str) -> str:
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: problem_doc(_title(_TITLES[status])) for status in (400, 404, 413, 422)
+    status: problem_doc(_title(_TITLES[status])) for status in (400, 401, 403, 404, 413, 422)
 }
 
 
