@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
@@ -16,19 +18,40 @@ from amana_common.db import Database, create_database
 from amana_common.migrations import upgrade_to_head
 from amana_common.observability import configure_logging
 from amana_common.settings import ServiceSettings
-from amana_common.worker import Component, run_components, stop_on_signals
+from amana_common.worker import Component, outbox_relay, run_components, stop_on_signals
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def outbox_relay_only(settings: ServiceSettings, database: Database) -> Sequence[Component]:
+    """The worker of a service that publishes its outbox and consumes nothing."""
+    return [outbox_relay(settings, database)]
 
 
 @dataclass(frozen=True)
-class ServiceEntry:
+class ServiceEntry(Generic[S]):
+    """A service's composition root, defined once in its main.py as `ENTRY`: what
+    `python -m <service>` runs, and what the catalog's tests and tools find through
+    `amana_common.catalog.service_entry(name)`.
+
+    `components` makes the worker (default: the outbox relay; None: no worker at all).
+    `service_dir` holds alembic.ini and migrations/ (default: the folder two levels above the
+    module defining `app`, services/<name>/, when it has an alembic.ini)."""
+
     name: str
-    settings: Callable[[], ServiceSettings]
-    app: Callable[[ServiceSettings], FastAPI]
-    components: Callable[[ServiceSettings, Database], Sequence[Component]] | None = None
+    settings: Callable[[], S]
+    app: Callable[[S], FastAPI]
+    components: Callable[[S, Database], Sequence[Component]] | None = outbox_relay_only
     service_dir: Path | None = None
 
+    @property
+    def migrations_dir(self) -> Path | None:
+        """The folder holding alembic.ini, or None when the service has no database."""
+        directory = self.service_dir or Path(inspect.getfile(self.app)).resolve().parents[2]
+        return directory if (directory / "alembic.ini").is_file() else None
 
-def main(entry: ServiceEntry, argv: Sequence[str] | None = None) -> int:
+
+def main(entry: ServiceEntry[S], argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {entry.name}")
     parser.add_argument("command", choices=["api", "worker", "migrate", "all"])
     parser.add_argument("--host")
@@ -41,10 +64,10 @@ def main(entry: ServiceEntry, argv: Sequence[str] | None = None) -> int:
         settings.port = args.port
     configure_logging(settings.log_level)
     if args.command == "migrate":
-        if entry.service_dir is None:
+        if entry.migrations_dir is None:
             print(f"{entry.name} has no database to migrate")
             return 0
-        upgrade_to_head(entry.service_dir, settings.database_url)
+        upgrade_to_head(entry.migrations_dir, settings.database_url)
         return 0
     asyncio.run(
         _serve(
@@ -57,9 +80,7 @@ def main(entry: ServiceEntry, argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-async def _serve(
-    entry: ServiceEntry, settings: ServiceSettings, *, api: bool, worker: bool
-) -> None:
+async def _serve(entry: ServiceEntry[S], settings: S, *, api: bool, worker: bool) -> None:
     stop = asyncio.Event()
     components: list[Component] = []
     if api:

@@ -2,11 +2,8 @@
 
 import sys
 
-from amana_common.cli import ServiceEntry, main
-from gateway.main import create_gateway_app
-from gateway.settings import GatewaySettings
-
-ENTRY = ServiceEntry(name="gateway", settings=GatewaySettings, app=create_gateway_app)  # type: ignore[arg-type]
+from amana_common.cli import main
+from gateway.main import ENTRY
 
 if __name__ == "__main__":
     sys.exit(main(ENTRY))

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from amana_common.app import create_app
+from amana_common.cli import ServiceEntry
 from gateway import service
 from gateway.api import docs_router, mount_docs_assets, proxy_router, token_router
 from gateway.proxy import UpstreamProxy
@@ -62,3 +63,8 @@ def create_gateway_app(settings: GatewaySettings | None = None) -> FastAPI:
             expose_headers=["Location", "ETag", "X-Request-Id", "Retry-After"],
         )
     return app
+
+
+ENTRY = ServiceEntry(
+    name="gateway", settings=GatewaySettings, app=create_gateway_app, components=None
+)
