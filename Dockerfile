@@ -8,7 +8,8 @@
 #   docker run amana amana_common.topics --bootstrap kafka:9092
 #
 # The workspace lives at /app (members installed editable into /app/.venv), so each
-# service's alembic.ini and migrations/ are at /app/services/<name>/ at run time.
+# service's alembic.ini and migrations/ are at /app/services/<name>/ at run time, and the
+# service catalog (the gateway's default routes, the topics) at /app/services/catalog.toml.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -46,9 +47,10 @@ COPY --from=manifests /src/ /app/
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --all-packages --no-install-workspace
 
-# 2. The workspace itself: libs/common, contracts and every services/<name>. Only these
-#    paths: a bare `COPY . /app/` would also copy the host's .venv over /app/.venv, and
-#    .local/ (local PostgreSQL and Kafka data) and .git into the image.
+# 2. The workspace itself: libs/common, contracts, services/catalog.toml and every
+#    services/<name>. Only these paths: a bare `COPY . /app/` would also copy the host's
+#    .venv over /app/.venv, and .local/ (local PostgreSQL and Kafka data) and .git into the
+#    image.
 COPY pyproject.toml uv.lock /app/
 COPY libs /app/libs
 COPY contracts /app/contracts
@@ -56,7 +58,8 @@ COPY services /app/services
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --all-packages \
  && python -m compileall -q -j 0 /app/libs /app/contracts /app/services \
- && /app/.venv/bin/python -c "import amana_common, amana_contracts"
+ && /app/.venv/bin/python -c "import amana_common, amana_contracts" \
+ && AMANA_CATALOG=/app/services/catalog.toml /app/.venv/bin/python -m amana_common.catalog services
 
 # ---------------------------------------------------------------------------------------
 # runtime: no uv, no build tools; files owned by root and read-only for the app user.
@@ -70,6 +73,7 @@ RUN groupadd --system --gid ${APP_UID} amana \
 
 ENV PATH=/app/.venv/bin:${PATH} \
     VIRTUAL_ENV=/app/.venv \
+    AMANA_CATALOG=/app/services/catalog.toml \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONFAULTHANDLER=1

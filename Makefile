@@ -6,10 +6,10 @@ SHELL := /bin/bash
 PYTHON_FOR_UV ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON_FOR_UV) -m uv")
 RUN := $(UV) run --frozen
-PACKAGES := -p amana_common -p amana_contracts -p registry -p provider -p gateway
+CATALOG := $(RUN) python -m amana_common.catalog
 PYTEST_ARGS ?=
 
-.PHONY: help uv sync infra run stop status test test-unit test-integration lint format contracts helm-lint logs bench bench-gateway
+.PHONY: help uv sync infra run stop status test test-unit test-integration lint format contracts catalog service helm-lint logs bench bench-gateway
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ run: infra ## start PostgreSQL, Kafka and every service; print the gateway addre
 	@echo
 	@echo "Amana is running."
 	@echo "  gateway:      http://127.0.0.1:8000        API docs: http://127.0.0.1:8000/docs"
-	@echo "  services:     registry :8101, provider :8102 (call them through the gateway)"
+	@echo "  services:     $$($(CATALOG) summary) (call them through the gateway)"
 	@echo "  PostgreSQL:   $$(deploy/local/pg.sh url)"
 	@echo "  Kafka:        $$(deploy/local/kafka.sh bootstrap)"
 	@echo
@@ -67,7 +67,7 @@ test-integration: sync ## only the cross-service integration tests
 lint: sync ## ruff (lint + format check) and strict mypy
 	@$(RUN) ruff check .
 	@$(RUN) ruff format --check .
-	@$(RUN) mypy $(PACKAGES)
+	@$(RUN) mypy $$($(CATALOG) mypy-packages)
 	@$(RUN) mypy tests libs/common/tests $(wildcard services/*/tests)
 
 format: sync ## apply ruff's fixes and formatting
@@ -76,6 +76,14 @@ format: sync ## apply ruff's fixes and formatting
 
 contracts: sync ## regenerate contracts/schemas and contracts/asyncapi.yaml from the models
 	@$(RUN) python -m amana_contracts.generate
+
+catalog: sync ## regenerate compose, its database and env files and the Helm components from services/catalog.toml
+	@$(CATALOG) generate
+
+service: sync ## a new service: make service NAME=payroll PORT=8103 [DESCRIPTION="programmes, payrolls"]
+	@test -n "$(NAME)" -a -n "$(PORT)" || { echo "usage: make service NAME=<name> PORT=<port>" >&2; exit 2; }
+	@$(CATALOG) new "$(NAME)" --port "$(PORT)" $(if $(DESCRIPTION),--description "$(DESCRIPTION)")
+	@$(UV) lock --quiet && $(UV) sync --frozen --all-packages --all-extras --quiet
 
 helm-lint: ## helm lint and template the chart (builds helm with go when missing)
 	@HELM=$$(deploy/tools/ensure-helm.sh) && \

@@ -8,6 +8,7 @@
 #   AMANA_PG_PORT        TCP port on 127.0.0.1 (default: 55432)
 #   AMANA_DATABASE_URL   use this server instead: start/stop only create the databases on it
 #   AMANA_PG_BINDIR      directory holding initdb/pg_ctl (default: found automatically)
+#   AMANA_PYTHON         python that has amana_common, to read the databases from the catalog
 #
 # The superuser is `amana` / `amana` (scram-sha-256 over TCP on loopback only). The cluster is
 # tuned for speed, not durability (fsync=off): never keep anything you care about in it.
@@ -18,7 +19,7 @@ LOCAL_DIR="${AMANA_LOCAL_DIR:-$REPO_ROOT/.local}"
 PORT="${AMANA_PG_PORT:-55432}"
 PG_USER=amana
 PG_PASSWORD=amana
-DATABASES=(amana_registry amana_provider amana_payroll amana_disbursement amana_analytics)
+PYTHON="${AMANA_PYTHON:-$REPO_ROOT/.venv/bin/python}"
 URL="postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$PORT/postgres"
 
 log() { echo "pg.sh: $*" >&2; }
@@ -182,8 +183,19 @@ psql_url() { PGCONNECT_TIMEOUT=10 "$PSQL" "$1" -X -q -v ON_ERROR_STOP=1 "${@:2}"
 # Strips a SQLAlchemy driver suffix (postgresql+asyncpg://) so psql accepts the URL.
 plain_url() { sed -E 's#^postgres(ql)?\+[a-z0-9_]+://#postgresql://#' <<<"$1"; }
 
+# The database of every service that has one, from services/catalog.toml.
+read_databases() {
+  [[ -x "$PYTHON" ]] || { log "$PYTHON not found: run 'make sync' (or set AMANA_PYTHON)"; return 1; }
+  local names
+  names="$("$PYTHON" -m amana_common.catalog databases)" \
+    || { log "cannot read the service catalog (services/catalog.toml)"; return 1; }
+  DATABASES=()
+  [[ -z "$names" ]] || mapfile -t DATABASES <<<"$names"
+}
+
 create_databases() {
   local url="$1" db have
+  read_databases || return 1
   PSQL="$(find_psql)" || { log "psql not found: cannot create ${DATABASES[*]}"; return 1; }
   for db in "${DATABASES[@]}"; do
     have="$(psql_url "$url" -tA -c "select 1 from pg_database where datname = '$db'")"

@@ -12,11 +12,19 @@ LOCAL_DIR="${AMANA_LOCAL_DIR:-$REPO_ROOT/.local}"
 PYTHON="${AMANA_PYTHON:-$REPO_ROOT/.venv/bin/python}"
 LOGS="$LOCAL_DIR/logs"
 RUN="$LOCAL_DIR/run"
-# service:port, in start order
-SERVICES=(${AMANA_SERVICES:-registry:8101 provider:8102 gateway:8000})
 
 log() { echo "services.sh: $*" >&2; }
 die() { echo "services.sh: error: $*" >&2; exit 1; }
+
+# service:port, in start order: from services/catalog.toml unless AMANA_SERVICES says otherwise.
+[[ -x "$PYTHON" ]] || die "$PYTHON not found: run 'make sync' (or set AMANA_PYTHON)"
+if [[ -n "${AMANA_SERVICES:-}" ]]; then
+  read -r -a SERVICES <<<"$AMANA_SERVICES"
+else
+  ORDER="$("$PYTHON" -m amana_common.catalog start-order)" \
+    || die "cannot read the service catalog (services/catalog.toml)"
+  mapfile -t SERVICES <<<"$ORDER"
+fi
 
 is_running() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 

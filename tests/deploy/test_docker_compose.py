@@ -13,17 +13,23 @@ import yaml
 from amana_common.settings import MIN_JWT_SECRET_BYTES
 from gateway.settings import GatewaySettings
 
-from .conftest import SERVICES_WITH_DATABASE, SETTINGS, LoadSettings, env_prefix
+from .conftest import CATALOG, SERVICES_WITH_DATABASE, SETTINGS, LoadSettings, env_prefix
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = REPO_ROOT / "docker-compose.yml"
-DATABASES = {
-    "amana_registry",
-    "amana_provider",
-    "amana_payroll",
-    "amana_disbursement",
-    "amana_analytics",
-}
+DATABASES = set(CATALOG.databases())
+KAFKA_SETTINGS = (
+    "BOOTSTRAP",
+    "SECURITY_PROTOCOL",
+    "SASL_MECHANISM",
+    "SASL_USERNAME",
+    "SASL_PASSWORD",
+    "SSL_CA_FILE",
+    "SSL_CERT_FILE",
+    "SSL_KEY_FILE",
+    "REPLICATION_FACTOR",
+    "MIN_INSYNC_REPLICAS",
+)
 LONG_RUNNING_ROLES = ("api", "worker")
 GATEWAY = "gateway-api"
 
@@ -48,9 +54,9 @@ def env_file(services: dict[str, Service]) -> Path:
     return REPO_ROOT / (default.group(1) if default else reference)
 
 
-@pytest.fixture(scope="module")
-def file_env(env_file: Path) -> dict[str, str]:
-    """The env file as compose reads it: `${NAME}` expands from the lines above."""
+def read_env_file(env_file: Path, shell: dict[str, str] | None = None) -> dict[str, str]:
+    """The env file as compose reads it: `${NAME}` expands from the lines above, and
+    `${NAME:-default}` from the lines above, else the `shell`'s environment, else the default."""
     values: dict[str, str] = {}
     for line in env_file.read_text().splitlines():
         if not line.strip() or line.lstrip().startswith("#"):
@@ -58,11 +64,24 @@ def file_env(env_file: Path) -> dict[str, str]:
         key, value = line.split("=", 1)
 
         def expand(match: re.Match[str]) -> str:
-            assert match.group(1) in values, f"{key}: ${{{match.group(1)}}} is not set above"
-            return values[match.group(1)]
+            name, default = match.group(1), match.group(2)
+            if default is not None:
+                return values.get(name) or (shell or {}).get(name) or default
+            assert name in values, f"{key}: ${{{name}}} is not set above"
+            return values[name]
 
-        values[key.strip()] = re.sub(r"\$\{(\w+)\}", expand, value.strip())
+        values[key.strip()] = re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", expand, value.strip())
     return values
+
+
+def interpolate(value: str, shell: dict[str, str]) -> str:
+    """A value of docker-compose.yml as compose reads it from the `shell`'s environment."""
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: shell.get(m.group(1)) or m.group(2), value)
+
+
+@pytest.fixture(scope="module")
+def file_env(env_file: Path) -> dict[str, str]:
+    return read_env_file(env_file)
 
 
 def amana_services(services: dict[str, Service]) -> dict[str, Service]:
@@ -79,9 +98,15 @@ def service_containers(services: dict[str, Service]) -> dict[str, tuple[str, str
     }
 
 
-def environment_of(service: Service, file_env: dict[str, str]) -> dict[str, str]:
-    """What the container's process sees: the env file, then `environment` over it."""
-    environment = {key: str(value) for key, value in (service.get("environment") or {}).items()}
+def environment_of(
+    service: Service, file_env: dict[str, str], shell: dict[str, str] | None = None
+) -> dict[str, str]:
+    """What the container's process sees: the env file, then `environment` over it, with the
+    defaults of `${NAME:-default}` (or the `shell`'s values)."""
+    environment = {
+        key: interpolate(str(value), shell or {})
+        for key, value in (service.get("environment") or {}).items()
+    }
     return file_env | environment
 
 
@@ -161,7 +186,12 @@ def test_amana_containers_wait_for_migrations(services: dict[str, Service]) -> N
         assert deps.get(f"{module}-migrate") == "service_completed_successfully", name
         assert deps.get("kafka-topics") == "service_completed_successfully", name
         checked.add(name)
-    assert {"provider-api", "provider-worker", "registry-api", "registry-worker"} <= checked
+    assert {
+        f"{service.slug}-{role}"
+        for service in CATALOG.with_database()
+        for role in ("api", "worker")
+        if role == "api" or service.worker
+    } == checked
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES_WITH_DATABASE))
@@ -242,14 +272,16 @@ def test_gateway_routes_to_the_internal_apis(
     assert isinstance(settings, GatewaySettings)
     routes = {route.prefix: route for route in settings.routes}
     expected = {
-        "/registry": ("registry", "http://registry-api:8000", ""),
-        "/providers": ("provider", "http://provider-api:8000", "/providers"),
+        route.prefix: (service.name, f"http://{service.slug}-api:8000", route.upstream_prefix)
+        for service in CATALOG.routed()
+        for route in service.routes
     }
+    assert {"/registry", "/providers", "/pay-points", "/lookup"} <= expected.keys()
     assert {
         prefix: (route.service, route.upstream, route.upstream_prefix)
         for prefix, route in routes.items()
     } == expected
-    assert sorted(settings.active_services or []) == ["provider", "registry"]
+    assert sorted(settings.active_services or []) == sorted(s.name for s in CATALOG.routed())
     # Every upstream is an api container the gateway waits for.
     for route in routes.values():
         host = route.upstream.removeprefix("http://").split(":")[0]
@@ -289,3 +321,40 @@ def test_secrets_come_from_a_development_only_env_file(
             )
             if key.endswith("_ENVIRONMENT"):
                 assert value != "production", name
+
+
+def test_every_kafka_client_gets_the_kafka_security_settings(
+    services: dict[str, Service], env_file: Path
+) -> None:
+    """PLAINTEXT by default; what the host's environment says (AMANA_KAFKA_*) otherwise."""
+    shell = {
+        "AMANA_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "AMANA_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
+        "AMANA_KAFKA_SASL_USERNAME": "amana-registry",
+        "AMANA_KAFKA_SASL_PASSWORD": "sasl-password-under-test",
+        "AMANA_KAFKA_SSL_CA_FILE": "/run/kafka/ca.crt",
+        "AMANA_KAFKA_REPLICATION_FACTOR": "3",
+        "AMANA_KAFKA_MIN_INSYNC_REPLICAS": "2",
+    }
+    clients = {
+        name: module
+        for name, (module, _) in service_containers(services).items()
+        if module != "gateway"
+    }
+    assert clients
+    for name, module in clients.items():
+        p = env_prefix(module)
+        default = environment_of(services[name], read_env_file(env_file))
+        assert {f"{p}KAFKA_{setting}" for setting in KAFKA_SETTINGS} <= default.keys(), name
+        assert default[f"{p}KAFKA_SECURITY_PROTOCOL"] == "PLAINTEXT", name
+        assert default[f"{p}KAFKA_SASL_PASSWORD"] == "", name
+        configured = environment_of(services[name], read_env_file(env_file, shell), shell)
+        for variable, value in shell.items():
+            assert configured[variable.replace("AMANA_", p, 1)] == value, (name, variable)
+        assert configured[f"{p}KAFKA_BOOTSTRAP"] == "kafka:9092"
+
+
+def test_kafka_credentials_are_not_in_the_compose_file(services: dict[str, Service]) -> None:
+    for name, svc in services.items():
+        for key in svc.get("environment") or {}:
+            assert not key.endswith(("SASL_USERNAME", "SASL_PASSWORD")), (name, key)

@@ -19,11 +19,10 @@ import yaml
 from gateway.settings import GatewaySettings
 from provider.settings import ProviderSettings
 
-from .conftest import SERVICES_WITH_DATABASE, SETTINGS, LoadSettings, env_prefix
+from .conftest import CATALOG, SERVICES_WITH_DATABASE, SETTINGS, LoadSettings, env_prefix
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "deploy" / "helm" / "amana"
-ENSURE_HELM = REPO_ROOT / "deploy" / "tools" / "ensure-helm.sh"
 RELEASE = "amana"
 APP_UID = 10001
 SERVICE_LABEL = "amana.io/service"
@@ -35,47 +34,30 @@ GATEWAY_CLIENT: dict[str, Any] = {
     "roles": ["registrar"],
     "provider_id": None,
 }
+DEPLOYED = [service for service in CATALOG.services if not service.development_only]
 DEPLOYMENTS = {
-    f"{RELEASE}-{name}"
-    for name in (
-        "registry-api",
-        "registry-worker",
-        "provider-api",
-        "provider-worker",
-        "gateway-api",
-    )
+    f"{RELEASE}-{service.slug}-{role}"
+    for service in DEPLOYED
+    for role in ("api", "worker")
+    if role == "api" or service.worker
 }
-MIGRATION_JOBS = {f"{RELEASE}-{service}-migrate" for service in SERVICES_WITH_DATABASE}
+MIGRATION_JOBS = {f"{RELEASE}-{service.slug}-migrate" for service in DEPLOYED if service.database}
 # A service added later, as a components entry.
 PAYROLL = {
     "database": {"enabled": True},
-    "route": {"prefix": "/payroll", "publicPaths": ["^/callbacks/.*"]},
+    "routes": [{"prefix": "/payroll", "publicPaths": ["^/callbacks/.*"], "timeoutS": 120}],
     "api": {"enabled": True, "replicas": 2},
     "worker": {"enabled": True, "replicas": 1},
 }
-# GATEWAY_ROUTES by prefix: (service, upstream api Service, upstream_prefix).
+# GATEWAY_ROUTES by prefix: (service, upstream api Service, upstream_prefix), as the catalog says.
 ROUTES = {
-    "/registry": ("registry", f"{RELEASE}-registry-api", ""),
-    "/providers": ("provider", f"{RELEASE}-provider-api", "/providers"),
+    route.prefix: (service.module, f"{RELEASE}-{service.slug}-api", route.upstream_prefix)
+    for service in DEPLOYED
+    for route in service.routes
 }
+KAFKA_TLS = "/etc/amana/kafka-tls"
 
 Doc = dict[str, Any]
-
-
-@pytest.fixture(scope="session")
-def helm() -> str:
-    result = subprocess.run(
-        ["bash", str(ENSURE_HELM)],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"cannot obtain helm via {ENSURE_HELM}:\n{result.stderr}")
-    path = result.stdout.strip()
-    assert Path(path).is_file(), f"ensure-helm.sh printed {path!r}, which is not a file"
-    return path
 
 
 def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -403,7 +385,8 @@ def test_gateway_routes_to_each_api_service(default_docs: list[Doc]) -> None:
         assert selector[SERVICE_LABEL] == service
         assert selector["app.kubernetes.io/component"] == "api"
     active = json.loads(gateway_config(default_docs)["GATEWAY_ACTIVE_SERVICES"])
-    assert sorted(active) == ["provider", "registry"]
+    assert sorted(active) == sorted({service for service, _, _ in ROUTES.values()})
+    assert {"/registry", "/providers", "/pay-points", "/lookup"} <= routes.keys()
 
 
 def test_routes_follow_the_deployed_apis(helm: str, tmp_path: Path) -> None:
@@ -418,6 +401,7 @@ def test_routes_follow_the_deployed_apis(helm: str, tmp_path: Path) -> None:
         "service": "payroll",
         "upstream": f"http://{RELEASE}-payroll-api:8000",
         "upstream_prefix": "",
+        "timeout_s": 120,
         "public_paths": ["^/callbacks/.*"],
     }
     active = json.loads(gateway_config(docs)["GATEWAY_ACTIVE_SERVICES"])
@@ -578,7 +562,12 @@ def test_production_refuses_any_cors_origin(helm: str) -> None:
 
 @pytest.mark.parametrize(
     "typo",
-    ["components.registry.api.replica=3", "components.provider.route.prefx=/p", "gateway.cors=x"],
+    [
+        "components.registry.api.replica=3",
+        "components.provider.routes[0].prefx=/p",
+        "gateway.cors=x",
+        "global.kafka.bootstrapp=x",
+    ],
 )
 def test_values_schema_rejects_typos(helm: str, typo: str) -> None:
     assert typo.split("=")[0].rsplit(".", 1)[1] in refused(helm, "--set", typo)
@@ -638,3 +627,117 @@ def test_every_resource_is_labelled_and_named_validly(default_docs: list[Doc]) -
         assert len(metadata["name"]) <= 63
         assert metadata["labels"]["app.kubernetes.io/instance"] == RELEASE
         assert metadata["labels"]["app.kubernetes.io/part-of"] == "amana"
+
+
+def test_a_disabled_component_renders_nothing(helm: str, tmp_path: Path) -> None:
+    """A development aid (`development_only` in the catalog) is generated `enabled: false`."""
+    sandbox = PAYROLL | {"enabled": False, "module": "psp_sandbox"}
+    docs = render_values(helm, tmp_path, {"components": {"psp-sandbox": sandbox}})
+    assert not [doc for doc in docs if "psp-sandbox" in doc["metadata"]["name"]]
+    assert "/payroll" not in gateway_routes(docs)
+    assert "psp-sandbox-database-url" not in secret_data(chart_secret(docs))
+    enabled = render_values(
+        helm, tmp_path, {"components": {"psp-sandbox": sandbox | {"enabled": True}}}
+    )
+    assert container_of(enabled, f"{RELEASE}-psp-sandbox-api")["args"] == ["psp_sandbox", "api"]
+    assert gateway_routes(enabled)["/payroll"]["service"] == "psp_sandbox"
+
+
+# --------------------------------------------------------------------------- kafka
+
+
+def kafka_values(**kafka: Any) -> dict[str, Any]:
+    return {"global": {"kafka": kafka}}
+
+
+def test_kafka_defaults_to_plaintext_for_every_component(default_docs: list[Doc]) -> None:
+    for where, component, container in containers(default_docs):
+        p = env_prefix(component)
+        environment = env_of(container)
+        if where.startswith("Deployment/"):
+            environment = {
+                key: {"value": value}
+                for key, value in named(default_docs, "ConfigMap", f"{RELEASE}-{component}")[
+                    "data"
+                ].items()
+            } | environment
+        assert environment[f"{p}KAFKA_SECURITY_PROTOCOL"]["value"] == "PLAINTEXT", where
+        assert environment[f"{p}KAFKA_REPLICATION_FACTOR"]["value"] == "3", where
+        assert environment[f"{p}KAFKA_MIN_INSYNC_REPLICAS"]["value"] == "2", where
+        assert f"{p}KAFKA_SASL_PASSWORD" not in environment, where
+        assert f"{p}KAFKA_SSL_CA_FILE" not in environment, where
+        mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
+        assert KAFKA_TLS not in mounts, where
+
+
+def test_kafka_sasl_ssl_with_mutual_tls_reaches_every_container(helm: str, tmp_path: Path) -> None:
+    values = kafka_values(
+        bootstrap="kafka.example:9093",
+        securityProtocol="SASL_SSL",
+        saslMechanism="SCRAM-SHA-256",
+        existingSecret="amana-kafka-user",
+        usernameKey="user",
+        passwordKey="pass",
+        tlsSecret="amana-kafka-tls",
+        tlsCaKey="ca.crt",
+        tlsCertKey="user.crt",
+        tlsKeyKey="user.key",
+        replicationFactor=3,
+        minInsyncReplicas=2,
+    )
+    docs = render_values(helm, tmp_path, values)
+    seen = set()
+    for where, component, container in containers(docs):
+        p = env_prefix(component)
+        config = (
+            {entry["name"]: entry.get("value") for entry in container["env"]}
+            if where.startswith("Job/")
+            else named(docs, "ConfigMap", f"{RELEASE}-{component}")["data"]
+        )
+        assert config[f"{p}KAFKA_BOOTSTRAP"] == "kafka.example:9093", where
+        assert config[f"{p}KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", where
+        assert config[f"{p}KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-256", where
+        assert config[f"{p}KAFKA_SSL_CA_FILE"] == f"{KAFKA_TLS}/ca.crt", where
+        assert config[f"{p}KAFKA_SSL_CERT_FILE"] == f"{KAFKA_TLS}/user.crt", where
+        assert config[f"{p}KAFKA_SSL_KEY_FILE"] == f"{KAFKA_TLS}/user.key", where
+        env = env_of(container)
+        for variable, key in (("USERNAME", "user"), ("PASSWORD", "pass")):
+            ref = env[f"{p}KAFKA_SASL_{variable}"]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": "amana-kafka-user", "key": key}, where
+        (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == KAFKA_TLS]
+        assert mount["readOnly"] is True, where
+        seen.add(component)
+    for where, spec in pod_specs(docs):
+        (volume,) = [v for v in spec["volumes"] if v["name"] == "kafka-tls"]
+        assert volume["secret"]["secretName"] == "amana-kafka-tls", where
+    assert seen == {service.slug for service in DEPLOYED}
+
+
+@pytest.mark.parametrize(
+    ("kafka", "message"),
+    [
+        ({"securityProtocol": "SASL_SSL"}, "existingSecret"),
+        ({"tlsSecret": "amana-kafka-tls"}, "tlsSecret"),
+        (
+            {"securityProtocol": "SSL", "tlsSecret": "tls", "tlsCertKey": "user.crt"},
+            "tlsKeyKey",
+        ),
+        ({"minInsyncReplicas": 4}, "minInsyncReplicas"),
+        ({"securityProtocol": "SASL_PLAIN"}, "securityProtocol"),
+    ],
+)
+def test_kafka_settings_that_cannot_work_are_refused(
+    helm: str, tmp_path: Path, kafka: dict[str, Any], message: str
+) -> None:
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(kafka_values(**kafka)))
+    assert message in refused(helm, "--values", str(path))
+
+
+def test_production_refuses_a_replication_factor_of_one(helm: str) -> None:
+    error = refused(helm, *PRODUCTION, "--set", "global.kafka.replicationFactor=1")
+    assert "replicationFactor" in error
+    docs = render(helm, *PRODUCTION)
+    for config_map in of_kind(docs, "ConfigMap"):
+        component = config_map["metadata"]["name"].removeprefix(f"{RELEASE}-")
+        assert config_map["data"][f"{env_prefix(component)}KAFKA_REPLICATION_FACTOR"] == "3"

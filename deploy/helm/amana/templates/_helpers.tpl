@@ -95,8 +95,13 @@ app.kubernetes.io/component: {{ .role }}
 {{- default .name .component.module -}}
 {{- end -}}
 
+{{/* Whether a component is deployed at all (`enabled: false` turns it off). Call with it. */}}
+{{- define "amana.enabled" -}}
+{{- if or (not (hasKey . "enabled")) .enabled -}}true{{- end -}}
+{{- end -}}
+
 {{- define "amana.hasDatabase" -}}
-{{- if and .component.database .component.database.enabled -}}true{{- end -}}
+{{- if and (include "amana.enabled" .component) .component.database .component.database.enabled -}}true{{- end -}}
 {{- end -}}
 
 {{- define "amana.databaseName" -}}
@@ -131,25 +136,33 @@ app.kubernetes.io/component: {{ .role }}
 {{- end -}}
 
 {{/*
-GATEWAY_ROUTES: one route per component with an enabled api, the gateway excepted, to its
-api Service (JSON list, sorted by component). Call with the root context.
+GATEWAY_ROUTES: the routes of every deployed component with an enabled api, the gateway
+excepted, to its api Service (JSON list, sorted by component). Call with the root context.
 */}}
 {{- define "amana.gatewayRoutes" -}}
 {{- $routes := list -}}
 {{- range $name, $c := .Values.components -}}
 {{- $api := default dict $c.api -}}
-{{- if and $api.enabled (not (include "amana.isGateway" (dict "name" $name))) -}}
-{{- $route := default dict $c.route -}}
+{{- if and (include "amana.enabled" $c) $api.enabled (not (include "amana.isGateway" (dict "name" $name))) -}}
 {{- $service := include "amana.componentName" (dict "root" $ "name" $name "role" "api") -}}
+{{- $module := include "amana.module" (dict "name" $name "component" $c) -}}
+{{- range $route := $c.routes -}}
 {{- $entry := dict
-      "prefix" (default (printf "/%s" $name) $route.prefix)
-      "service" $name
+      "prefix" $route.prefix
+      "service" $module
       "upstream" (printf "http://%s:%s" $service (include "amana.servicePort" $api))
       "upstream_prefix" (default "" $route.upstreamPrefix) -}}
+{{- with $route.timeoutS -}}
+{{- $_ := set $entry "timeout_s" . -}}
+{{- end -}}
+{{- with $route.maxBodyBytes -}}
+{{- $_ := set $entry "max_body_bytes" . -}}
+{{- end -}}
 {{- with $route.publicPaths -}}
 {{- $_ := set $entry "public_paths" . -}}
 {{- end -}}
 {{- $routes = append $routes $entry -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- toJson $routes -}}
@@ -171,7 +184,7 @@ Call with (dict "root" $ "name" "gateway" "component" $c).
 {{- $services = append $services .service }}
 {{- end }}
 {{ $p }}ROUTES: {{ $routes | quote }}
-{{ $p }}ACTIVE_SERVICES: {{ toJson $services | quote }}
+{{ $p }}ACTIVE_SERVICES: {{ toJson (uniq $services) | quote }}
 {{ $p }}CORS_ORIGINS: {{ toJson $v.gateway.corsOrigins | quote }}
 {{ $p }}RATE_LIMIT_PER_S: {{ $v.gateway.rateLimit.perSecond | quote }}
 {{ $p }}RATE_LIMIT_BURST: {{ $v.gateway.rateLimit.burst | quote }}
@@ -193,9 +206,9 @@ migration Job's env). Call with (dict "root" $ "name" "registry" "component" $c)
 {{- $g := .root.Values.global -}}
 {{- $p := include "amana.envPrefix" . -}}
 {{- $api := default dict .component.api -}}
-AMANA_KAFKA_BOOTSTRAP: {{ $g.kafkaBootstrap | quote }}
+AMANA_KAFKA_BOOTSTRAP: {{ $g.kafka.bootstrap | quote }}
 {{ $p }}ENVIRONMENT: {{ $g.environment | quote }}
-{{ $p }}KAFKA_BOOTSTRAP: {{ $g.kafkaBootstrap | quote }}
+{{- include "amana.kafkaConfig" . }}
 {{ $p }}LOG_LEVEL: {{ default $g.logLevel .component.logLevel | quote }}
 {{ $p }}HOST: "0.0.0.0"
 {{ $p }}PORT: {{ default 8000 $api.port | quote }}
@@ -210,6 +223,26 @@ AMANA_KAFKA_BOOTSTRAP: {{ $g.kafkaBootstrap | quote }}
 {{ $key }}: {{ $value | quote }}
 {{- end }}
 {{- end -}}
+
+{{/* The Kafka client settings of one component (global.kafka), as ConfigMap lines. */}}
+{{- define "amana.kafkaConfig" -}}
+{{- $p := include "amana.envPrefix" . -}}
+{{- $k := .root.Values.global.kafka }}
+{{ $p }}KAFKA_BOOTSTRAP: {{ $k.bootstrap | quote }}
+{{ $p }}KAFKA_SECURITY_PROTOCOL: {{ $k.securityProtocol | quote }}
+{{ $p }}KAFKA_SASL_MECHANISM: {{ $k.saslMechanism | quote }}
+{{ $p }}KAFKA_REPLICATION_FACTOR: {{ $k.replicationFactor | quote }}
+{{ $p }}KAFKA_MIN_INSYNC_REPLICAS: {{ $k.minInsyncReplicas | quote }}
+{{- if $k.tlsSecret }}
+{{ $p }}KAFKA_SSL_CA_FILE: {{ printf "%s/%s" (include "amana.kafkaTlsPath" .) $k.tlsCaKey | quote }}
+{{- if $k.tlsCertKey }}
+{{ $p }}KAFKA_SSL_CERT_FILE: {{ printf "%s/%s" (include "amana.kafkaTlsPath" .) $k.tlsCertKey | quote }}
+{{ $p }}KAFKA_SSL_KEY_FILE: {{ printf "%s/%s" (include "amana.kafkaTlsPath" .) $k.tlsKeyKey | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "amana.kafkaTlsPath" -}}/etc/amana/kafka-tls{{- end -}}
 
 {{/*
 The env list of one container: the secret environment (database URL, JWT secret) as
@@ -231,6 +264,18 @@ Call with (dict "root" $ "name" "registry" "component" $c "secretName" "..." "ex
     secretKeyRef:
       name: {{ .secretName }}
       key: jwt-secret
+{{- end }}
+{{- with .root.Values.global.kafka.existingSecret }}
+- name: {{ $p }}KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.root.Values.global.kafka.usernameKey }}
+- name: {{ $p }}KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.root.Values.global.kafka.passwordKey }}
 {{- end }}
 {{- if include "amana.isGateway" . }}
 - name: {{ $p }}CLIENTS
@@ -288,6 +333,12 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: {{ .Values.tmpVolume.sizeLimit }}
+{{- with .Values.global.kafka.tlsSecret }}
+  - name: kafka-tls
+    secret:
+      secretName: {{ . }}
+      defaultMode: 0440
+{{- end }}
 {{- end -}}
 
 {{/* Container-level settings shared by every container: image, securityContext, /tmp. */}}
@@ -299,6 +350,11 @@ securityContext:
 volumeMounts:
   - name: tmp
     mountPath: /tmp
+{{- if .Values.global.kafka.tlsSecret }}
+  - name: kafka-tls
+    mountPath: {{ include "amana.kafkaTlsPath" . }}
+    readOnly: true
+{{- end }}
 {{- end -}}
 
 {{/* ---------------------------------------------------------------- checks */}}
@@ -309,6 +365,7 @@ volumeMounts:
 {{- if not (has $v.global.environment (list "development" "test" "production")) -}}
 {{- fail (printf "global.environment must be development, test or production, not %q" $v.global.environment) -}}
 {{- end -}}
+{{- include "amana.validateKafka" . -}}
 {{- if and (eq $v.global.environment "production") (has "*" $v.gateway.corsOrigins) -}}
 {{- fail "production refuses gateway.corsOrigins \"*\": list the frontends' origins" -}}
 {{- end -}}
@@ -322,5 +379,29 @@ volumeMounts:
 {{- fail (printf "production needs secrets.existingSecret, secrets.databaseUrls.%s or a real secrets.database.password" $name) -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+
+{{/* global.kafka: credentials for SASL, a certificate with its key, replicas in production. */}}
+{{- define "amana.validateKafka" -}}
+{{- $k := .Values.global.kafka -}}
+{{- if and (hasPrefix "SASL_" $k.securityProtocol) (not $k.existingSecret) -}}
+{{- fail (printf "global.kafka.securityProtocol %s needs global.kafka.existingSecret (the SASL user name and password)" $k.securityProtocol) -}}
+{{- end -}}
+{{- if and $k.tlsSecret (not (has $k.securityProtocol (list "SSL" "SASL_SSL"))) -}}
+{{- fail "global.kafka.tlsSecret is used with securityProtocol SSL or SASL_SSL only" -}}
+{{- end -}}
+{{- if ne (empty $k.tlsCertKey) (empty $k.tlsKeyKey) -}}
+{{- fail "global.kafka.tlsCertKey and global.kafka.tlsKeyKey go together (a certificate and its key)" -}}
+{{- end -}}
+{{- if and $k.tlsCertKey (not $k.tlsSecret) -}}
+{{- fail "global.kafka.tlsCertKey needs global.kafka.tlsSecret" -}}
+{{- end -}}
+{{- if and (eq .Values.global.environment "production") (lt (int $k.replicationFactor) 2) -}}
+{{- fail "production refuses global.kafka.replicationFactor 1: a broker's loss would lose events" -}}
+{{- end -}}
+{{- if gt (int $k.minInsyncReplicas) (int $k.replicationFactor) -}}
+{{- fail "global.kafka.minInsyncReplicas cannot exceed global.kafka.replicationFactor" -}}
 {{- end -}}
 {{- end -}}

@@ -14,13 +14,13 @@ import time
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from amana_contracts.envelope import dead_letter_topic, topic_for
-
-SERVICES_WITH_TOPICS = ("registry", "provider", "payroll", "disbursement")
+from amana_common.catalog import load_catalog
+from amana_contracts.envelope import dead_letter_topic
 
 
 def amana_topics() -> list[str]:
-    topics = [topic_for(service) for service in SERVICES_WITH_TOPICS]
+    """The topics of the service catalog (what services publish), with their dead letters."""
+    topics = load_catalog().published_topics()
     return topics + [dead_letter_topic(topic) for topic in topics]
 
 

@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from amana_common.auth import Role
+from amana_common.catalog import load_catalog
 from amana_common.settings import ServiceSettings, service_config
 
 DEV_PROVIDER_ID = UUID("01930000-0000-7000-8000-00000000d0d0")
@@ -41,20 +42,11 @@ class ClientCredentials(BaseModel):
 
 
 def local_routes() -> list[Route]:
-    """The services `make run` starts; each later service adds its routes here."""
-    provider = "http://127.0.0.1:8102"
+    """Every route of the service catalog, to the services `make run` starts on loopback."""
+    catalog = load_catalog()
     return [
-        Route(prefix="/registry", service="registry", upstream="http://127.0.0.1:8101"),
-        Route(
-            prefix="/providers", service="provider", upstream=provider, upstream_prefix="/providers"
-        ),
-        Route(
-            prefix="/pay-points",
-            service="provider",
-            upstream=provider,
-            upstream_prefix="/pay-points",
-        ),
-        Route(prefix="/lookup", service="provider", upstream=provider, upstream_prefix="/lookup"),
+        Route.model_validate(route)
+        for route in catalog.gateway_routes(lambda service: f"http://127.0.0.1:{service.port}")
     ]
 
 
