@@ -24,7 +24,10 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
+from amana_common.catalog import main as catalog_main
 from amana_common.testing.clients import free_port
+from amana_common.topics import amana_topics
+from gateway.settings import local_routes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NAME, PORT = "sample", 8199
@@ -125,26 +128,21 @@ def test_the_catalog_check_passes_with_the_new_service(added: Added) -> None:
     catalog_command(added, "check")
 
 
-def test_what_reads_the_catalog_finds_the_service(added: Added) -> None:
-    assert catalog_command(added, "start-order").split() == [
-        "registry:8101",
-        "provider:8102",
-        "sample:8199",
-        "gateway:8000",
-    ]
-    assert "amana_sample" in catalog_command(added, "databases").split()
-    assert "-p sample" in catalog_command(added, "mypy-packages")
-    probe = """
-import json
-from amana_common.topics import amana_topics
-from gateway.settings import local_routes
-print(json.dumps({"topics": amana_topics(),
-                  "routes": [r.model_dump() for r in local_routes()]}))
-"""
-    found = json.loads(run([sys.executable, "-c", probe], added.env(), added.root))
-    assert {"sample.events", "sample.events.dlq"} <= set(found["topics"])
-    routes = {route["prefix"]: route for route in found["routes"]}
-    assert routes["/samples"] | {"max_body_bytes": 0} == {
+def test_what_reads_the_catalog_finds_the_service(
+    added: Added, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AMANA_CATALOG", str(added.catalog))
+
+    def answer(command: str) -> list[str]:
+        assert catalog_main([command]) == 0
+        return capsys.readouterr().out.split()
+
+    assert answer("start-order")[-2:] == [f"{NAME}:{PORT}", "gateway:8000"]
+    assert "amana_sample" in answer("databases")
+    assert NAME in answer("mypy-packages")
+    assert {"sample.events", "sample.events.dlq"} <= set(amana_topics())
+    routes = {route.prefix: route for route in local_routes()}
+    assert routes["/samples"].model_dump() | {"max_body_bytes": 0} == {
         "prefix": "/samples",
         "service": NAME,
         "upstream": f"http://127.0.0.1:{PORT}",
@@ -153,7 +151,7 @@ print(json.dumps({"topics": amana_topics(),
         "max_body_bytes": 0,
         "public_paths": [],
     }
-    assert routes["/sample-hooks"]["public_paths"] == ["^/providers/[^/]+$"]
+    assert routes["/sample-hooks"].public_paths == ["^/providers/[^/]+$"]
     status = run(
         ["bash", str(added.root / "deploy" / "local" / "services.sh"), "status"],
         added.env(),
@@ -241,6 +239,7 @@ def test_make_run_creates_its_database_migrates_and_serves_it(
         AMANA_KAFKA_BOOTSTRAP=kafka_bootstrap,
         AMANA_SERVICES=f"{NAME}:{port}",
         SAMPLE_ENVIRONMENT="test",
+        SAMPLE_JWT_SECRET="adding-a-service-test-secret-" + "x" * 16,
     )
     run(["bash", str(local / "pg.sh"), "start"], env, added.root)
     with psycopg.connect(postgres_server_url) as connection:

@@ -724,6 +724,7 @@ def test_kafka_sasl_ssl_with_mutual_tls_reaches_every_container(helm: str, tmp_p
         ),
         ({"minInsyncReplicas": 4}, "minInsyncReplicas"),
         ({"securityProtocol": "SASL_PLAIN"}, "securityProtocol"),
+        ({"saslMechanism": "PLAIN"}, "saslMechanism"),
     ],
 )
 def test_kafka_settings_that_cannot_work_are_refused(
