@@ -1,8 +1,9 @@
 """Adding a service, proved on a copy of the repository: `make service NAME=sample PORT=...`
-(the catalog's `new` command), the catalog entry given its routes and topics, `make catalog`.
+(the catalog's `new` command), the catalog entry given its routes and topics, `make catalog`,
+`uv lock`.
 
-Then: the files touched outside services/sample/ are the catalog entry and the generated
-files, nothing else; and every catalog-driven piece picks the service up, the skeleton
+Then: the files touched outside services/sample/ are the catalog entry, uv.lock and the
+generated files, nothing else; and every catalog-driven piece picks the service up, the skeleton
 included (its own tests pass, and deploy/local/services.sh migrates and runs it against the
 real PostgreSQL and Kafka).
 """
@@ -45,10 +46,11 @@ routes = [
 ]
 
 """
-# Outside services/sample/: the entry, and what `make catalog` generates. uv.lock changes too
-# when `uv lock` adds the member (not run here: it would resolve the whole workspace).
+# Outside services/sample/: the entry, what `make catalog` generates, and uv.lock, which
+# `uv lock` gives the new workspace member.
 EXPECTED_OUTSIDE = {
     "services/catalog.toml",
+    "uv.lock",
     "docker-compose.yml",
     "deploy/compose/postgres-init.sql",
     "deploy/compose/dev.env",
@@ -94,6 +96,12 @@ def run(command: list[str], env: dict[str, str], cwd: Path, timeout: int = 120) 
     return result.stdout
 
 
+def uv_command() -> list[str]:
+    """uv as the Makefile finds it: on the PATH, else the module pip installed."""
+    uv = shutil.which("uv")
+    return [uv] if uv else ["python3", "-m", "uv"]
+
+
 def catalog_command(added: Added, *args: str) -> str:
     command = [sys.executable, "-m", "amana_common.catalog", "--catalog", str(added.catalog)]
     return run([*command, *args], added.env(), added.root)
@@ -112,6 +120,7 @@ def added(tmp_path_factory: pytest.TempPathFactory) -> Added:
     end = text.index("[services.", start + 1)
     catalog.write_text(text[:start] + ENTRY + text[end:])
     catalog_command(copy, "generate")
+    run([*uv_command(), "lock", "--offline", "--quiet"], copy.env(), root)
     after = snapshot(root)
     copy.changed = {p for p in after.keys() | before.keys() if before.get(p) != after.get(p)}
     return copy
@@ -121,6 +130,7 @@ def test_only_the_catalog_and_generated_files_change_outside_the_service(added: 
     outside = {path for path in added.changed if not path.startswith(f"services/{NAME}/")}
     assert outside == EXPECTED_OUTSIDE
     assert f"services/{NAME}/src/{NAME}/main.py" in added.changed
+    assert 'name = "amana-sample"' in (added.root / "uv.lock").read_text()
 
 
 def test_the_catalog_check_passes_with_the_new_service(added: Added) -> None:
