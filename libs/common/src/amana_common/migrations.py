@@ -5,22 +5,71 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import MetaData, pool
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from amana_common.tables import INFRA_METADATA
-
 
 def create_infrastructure_tables() -> None:
-    """Creates outbox, processed_events and idempotency_keys in a service's first migration."""
-    INFRA_METADATA.create_all(op.get_bind())
+    """Creates outbox, processed_events and idempotency_keys in a service's first migration.
+
+    Frozen DDL, not `amana_common.tables`: a migration is history, so what it builds must not
+    change when the tables module does. Change the infrastructure tables with a new function
+    here that every service's next migration calls; the drift check
+    (`amana_common.testing.schema`) fails until the migrations build what `tables` describes.
+    """
+    op.create_table(
+        "outbox",
+        sa.Column("position", sa.BigInteger, sa.Identity(always=True), nullable=False),
+        sa.Column("event_id", UUID(as_uuid=True), nullable=False),
+        sa.Column("topic", sa.String(200), nullable=False),
+        sa.Column("key", sa.String(200), nullable=False),
+        sa.Column("event_type", sa.String(200), nullable=False),
+        sa.Column("payload", sa.LargeBinary, nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("last_error", sa.Text),
+        sa.PrimaryKeyConstraint("position", name="pk_outbox"),
+        sa.UniqueConstraint("event_id", name="uq_outbox_event_id"),
+    )
+    op.create_table(
+        "processed_events",
+        sa.Column("consumer", sa.String(100), nullable=False),
+        sa.Column("event_id", UUID(as_uuid=True), nullable=False),
+        sa.Column("event_type", sa.String(200), nullable=False),
+        sa.Column(
+            "processed_at",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            server_default=sa.func.now(),
+        ),
+        sa.PrimaryKeyConstraint("consumer", "event_id", name="pk_processed_events"),
+    )
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("scope", sa.String(200), nullable=False),
+        sa.Column("key", sa.String(200), nullable=False),
+        sa.Column("request_hash", sa.String(64), nullable=False),
+        sa.Column("status_code", sa.Integer),
+        sa.Column("response_headers", JSONB),
+        sa.Column("response_body", sa.LargeBinary),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.PrimaryKeyConstraint("scope", "key", name="pk_idempotency_keys"),
+    )
+    op.create_index("ix_idempotency_keys_created_at", "idempotency_keys", ["created_at"])
 
 
 def drop_infrastructure_tables() -> None:
-    INFRA_METADATA.drop_all(op.get_bind())
+    for table in ("idempotency_keys", "processed_events", "outbox"):
+        op.drop_table(table)
 
 
 def alembic_config(service_dir: Path, database_url: str) -> Config:

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     DateTime,
     Double,
     ForeignKey,
@@ -27,6 +28,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from amana_common.db import new_metadata
+from amana_common.value_sets import one_of, subset_of
+from amana_contracts.provider import Mechanism, PayPointStatus, ProviderStatus, Weekday
 
 CODE_LENGTH = 32
 LOCATION_LENGTH = 50
@@ -41,6 +44,26 @@ class Provider(Base):
     __table_args__ = (
         Index("ix_providers_mechanisms", "mechanisms", postgresql_using="gin"),
         Index("ix_providers_service_areas", "service_areas", postgresql_using="gin"),
+        CheckConstraint("country ~ '^[A-Z]{2}$'", name="country"),
+        CheckConstraint("cardinality(currencies) >= 1", name="currencies"),
+        CheckConstraint(
+            f"cardinality(mechanisms) >= 1 AND {subset_of('mechanisms', Mechanism)}",
+            name="mechanisms",
+        ),
+        CheckConstraint("cardinality(service_areas) >= 1", name="service_areas"),
+        CheckConstraint(
+            "fee_fixed_minor >= 0 AND fee_basis_points BETWEEN 0 AND 10000 "
+            "AND fee_currency = ANY (currencies)",
+            name="fee",
+        ),
+        CheckConstraint(
+            "(delivery_mode = 'api' AND delivery_base_url IS NOT NULL "
+            "AND delivery_file_profile IS NULL) OR (delivery_mode = 'file' "
+            "AND delivery_file_profile IS NOT NULL AND delivery_base_url IS NULL)",
+            name="delivery",
+        ),
+        CheckConstraint(one_of("status", ProviderStatus), name="status"),
+        CheckConstraint("status <> 'suspended' OR status_reason IS NOT NULL", name="status_reason"),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True)
@@ -57,12 +80,12 @@ class Provider(Base):
     delivery_mode: Mapped[str] = mapped_column(String(4))
     delivery_base_url: Mapped[str | None] = mapped_column(String(2048))
     delivery_file_profile: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
-    status: Mapped[str] = mapped_column(String(10), index=True)
+    status: Mapped[ProviderStatus] = mapped_column(String(10), index=True)
     status_reason: Mapped[str | None] = mapped_column(String(500))
     status_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    version: Mapped[int] = mapped_column(default=1)
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     pay_points: Mapped[list[PayPoint]] = orm.relationship(
         back_populates="provider",
@@ -93,6 +116,15 @@ class PayPoint(Base):
     __table_args__ = (
         UniqueConstraint("provider_id", "code"),
         Index("ix_pay_points_location_codes", "location_codes", postgresql_using="gin"),
+        CheckConstraint(one_of("status", PayPointStatus), name="status"),
+        CheckConstraint("daily_capacity > 0", name="daily_capacity"),
+        CheckConstraint("cardinality(location_codes) >= 1", name="locations"),
+        CheckConstraint(subset_of("opening_days", Weekday), name="opening_days"),
+        CheckConstraint(
+            "(latitude IS NULL AND longitude IS NULL) OR (latitude BETWEEN -90 AND 90 "
+            "AND longitude BETWEEN -180 AND 180)",
+            name="gps",
+        ),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True)
@@ -104,10 +136,10 @@ class PayPoint(Base):
     longitude: Mapped[float | None] = mapped_column(Double)
     opening_days: Mapped[list[str]] = mapped_column(ARRAY(String(3)))
     daily_capacity: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(10))
+    status: Mapped[PayPointStatus] = mapped_column(String(10))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    version: Mapped[int] = mapped_column(default=1)
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     provider: Mapped[Provider] = orm.relationship(back_populates="pay_points", lazy="raise")
 
@@ -122,10 +154,11 @@ class ProviderStatusChange(Base):
     """Who changed a provider's status, to what, why and when; registration is the first."""
 
     __tablename__ = "provider_status_changes"
+    __table_args__ = (CheckConstraint(one_of("status", ProviderStatus), name="status"),)
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
     provider_id: Mapped[UUID] = mapped_column(ForeignKey("providers.id"), index=True)
-    status: Mapped[str] = mapped_column(String(10))
+    status: Mapped[ProviderStatus] = mapped_column(String(10))
     reason: Mapped[str] = mapped_column(String(500))
     actor: Mapped[str | None] = mapped_column(String(200))
     changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -28,6 +28,7 @@ from amana_contracts.provider import (
     ProviderReactivatedV1,
     ProviderRegisteredV1,
     ProviderSnapshotV1,
+    ProviderStatus,
     ProviderStatusChangeV1,
     ProviderSuspendedV1,
     ProviderUpdatedV1,
@@ -259,14 +260,18 @@ def _snapshot(provider: Provider) -> dict[str, Any]:
     }
 
 
-_STATUS_EVENTS: dict[str, type[ProviderStatusChangeV1]] = {
+_STATUS_EVENTS: dict[ProviderStatus, type[ProviderStatusChangeV1]] = {
     "suspended": ProviderSuspendedV1,
     "active": ProviderReactivatedV1,
 }
 
 
 async def change_status(
-    session: AsyncSession, provider_id: UUID, status: str, reason: str, actor: str | None
+    session: AsyncSession,
+    provider_id: UUID,
+    status: ProviderStatus,
+    reason: str,
+    actor: str | None,
 ) -> Provider:
     """Suspends (status `suspended`) or reactivates (`active`); the same status again is 409."""
     provider = await provider_by_id(session, provider_id, lock=True)

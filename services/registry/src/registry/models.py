@@ -14,12 +14,15 @@ from sqlalchemy import (
     SmallInteger,
     String,
     UniqueConstraint,
+    false,
     orm,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from amana_common.db import new_metadata
+from amana_common.value_sets import one_of
+from amana_contracts.registry import HouseholdStatus
 
 
 class Base(DeclarativeBase):
@@ -28,21 +31,17 @@ class Base(DeclarativeBase):
 
 class Household(Base):
     __tablename__ = "households"
-    __table_args__ = (
-        CheckConstraint(
-            "status IN ('active', 'under_review', 'suspended', 'exited')", name="status"
-        ),
-    )
+    __table_args__ = (CheckConstraint(one_of("status", HouseholdStatus), name="status"),)
 
     id: Mapped[UUID] = mapped_column(primary_key=True)
     household_number: Mapped[str] = mapped_column(String(20), unique=True)
     location_code: Mapped[str] = mapped_column(String(50), index=True)
-    status: Mapped[str] = mapped_column(String(20), index=True)
+    status: Mapped[HouseholdStatus] = mapped_column(String(20), index=True)
     address: Mapped[str | None] = mapped_column(String(500))
     phone: Mapped[str | None] = mapped_column(String(20))
     enrolled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    version: Mapped[int] = mapped_column(default=1)
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     members: Mapped[list[Member]] = orm.relationship(
         back_populates="household",
@@ -70,7 +69,7 @@ class Member(Base):
     family_name: Mapped[str] = mapped_column(String(100))
     sex: Mapped[str] = mapped_column(String(10))
     date_of_birth: Mapped[date] = mapped_column(Date)
-    disability: Mapped[bool] = mapped_column(default=False)
+    disability: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     household: Mapped[Household] = orm.relationship(back_populates="members", lazy="raise")
     identifiers: Mapped[list[MemberIdentifier]] = orm.relationship(
