@@ -16,7 +16,10 @@ def test_if_match_keeps_the_strong_tags(header: str, tags: set[str]) -> None:
     assert parse_if_match(header).tags == tags
 
 
-@pytest.mark.parametrize(("header", "status"), [(None, 428), ("", 428), ("*", 428), ("3", 400)])
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [(None, 428), ("", 428), ("*", 428), ("3", 422), ('"3"\x85', 422), ('\t"3"', 422)],
+)
 def test_missing_wildcard_or_malformed_if_match_is_refused(header: str | None, status: int) -> None:
     with pytest.raises(Problem) as refused:
         parse_if_match(header)

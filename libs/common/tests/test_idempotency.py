@@ -145,15 +145,22 @@ async def test_without_a_key_every_request_runs(app: FastAPI, client: httpx.Asyn
     assert app.state.executions == 2
 
 
-@pytest.mark.parametrize("key", ["k" * 201, "clé".encode(), "with space", "", "tab\tkey"], ids=repr)
-async def test_an_invalid_key_is_400(
+BAD_KEYS = ["k" * 201, "clé".encode(), "with space", "", "tab\tkey", b"nul\x00", b"nel\x85"]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS, ids=repr)
+async def test_an_invalid_key_is_422_naming_the_header(
     app: FastAPI, client: httpx.AsyncClient, key: str | bytes
 ) -> None:
     response = await post(client, key)
 
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert response.headers["content-type"] == PROBLEM_JSON
-    assert response.json()["type"] == TYPE_BASE + "invalid-idempotency-key"
+    assert response.json()["errors"][0] | {"message": ""} == {
+        "field": "Idempotency-Key",
+        "in": "header",
+        "message": "",
+    }
     assert app.state.executions == 0
 
 

@@ -1,3 +1,5 @@
+from typing import Annotated
+
 import pytest
 from pydantic import BaseModel, ValidationError
 
@@ -6,7 +8,9 @@ from amana_common.validation import (
     CountryCode,
     CurrencyCode,
     LocationCode,
+    Name,
     Omittable,
+    Text,
     UniqueList,
 )
 
@@ -42,3 +46,46 @@ def test_bad_values_name_their_field(values: dict[str, object], field: str) -> N
 
 def test_omittable_may_be_left_out() -> None:
     assert Example.model_validate({}).note is None
+
+
+class Texts(BaseModel):
+    name: Name = "Amina"
+    address: Annotated[str, Text(max_length=100, multiline=True)] = "Plot 12"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        *("Amina\x00", "\tAmina", "Amina\n", "Ami\rna", "Amina\x7f", "Amina\x85"),
+        *("Amina\u2028", "Amina\u2029", "Amina\ud800", "\udfffAmina", "Amina\x9f", "Amina\x1f"),
+    ],
+    ids=repr,
+)
+def test_single_line_text_refuses_controls_separators_and_lone_surrogates(value: str) -> None:
+    """At either end too: the check runs before trimming, so nothing is silently dropped."""
+    with pytest.raises(ValidationError) as refused:
+        Texts.model_validate({"name": value})
+    [error] = refused.value.errors()
+    assert error["loc"] == ("name",)
+    assert "Amina" not in error["msg"], "the message names the character, never the value"
+
+
+def test_text_is_trimmed_and_keeps_what_is_printable() -> None:
+    text = Texts.model_validate(
+        {"name": "  Wanjirũ Ng\u2019ang\u2019a 😀 ", "address": "Plot 12\nKibera"}
+    )
+    assert text.name == "Wanjirũ Ng\u2019ang\u2019a 😀"
+    assert text.address == "Plot 12\nKibera"
+
+
+@pytest.mark.parametrize("value", ["Plot 12\r\nKibera", "Plot 12\tKibera", "Plot\u2028Kibera"])
+def test_multi_line_text_allows_line_feeds_only(value: str) -> None:
+    with pytest.raises(ValidationError):
+        Texts.model_validate({"address": value})
+
+
+def test_the_rule_is_documented_in_the_json_schema() -> None:
+    properties = Texts.model_json_schema()["properties"]
+    assert properties["name"]["pattern"].startswith("^[^\\u0000-\\u001f")
+    assert "\\u000b" in properties["address"]["pattern"]  # LF (000a) is allowed
+    assert Example.model_json_schema()["properties"]["country"]["pattern"] == "^[A-Z]{2}$"

@@ -3,7 +3,8 @@
 A change without `If-Match` is 428 (the client must say which version it edits), and one whose
 `If-Match` names no current version is 412 with the current `ETag`, so a lost update is
 impossible. Comparison is strong (RFC 9110 13.1.1): weak tags (`W/"3"`) never match, and `*`
-is refused because it would skip the check this header exists for.
+is refused because it would skip the check this header exists for. A malformed header (control
+characters included) is 422 naming `If-Match`.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header
 
 from amana_common.errors import Problem, problem_doc
+from amana_common.validation import Text
 
 HEADER = "If-Match"
-_ENTITY_TAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e]*)"\s*')
+_ENTITY_TAG = re.compile(r' *(W/)?"([\x21\x23-\x7e]*)" *')
+MAX_HEADER_LENGTH = 1000
 
 
 def etag(version: int) -> str:
@@ -55,16 +58,26 @@ def parse_if_match(header: str | None) -> IfMatch:
     for part in header.split(","):
         match = _ENTITY_TAG.fullmatch(part)
         if match is None:
+            message = f'{HEADER} must be a list of entity tags such as "3"'
             raise Problem(
-                400, "invalid-if-match", f'{HEADER} must be a list of entity tags such as "3"'
+                422,
+                "invalid-if-match",
+                message,
+                errors=[{"field": HEADER, "in": "header", "message": message}],
             )
         if match.group(1) is None:
             tags.add(match.group(2))
     return IfMatch(frozenset(tags))
 
 
-def _if_match(request: Request) -> IfMatch:
-    return parse_if_match(request.headers.get(HEADER))
+IfMatchHeader = Annotated[
+    Annotated[str, Text(max_length=MAX_HEADER_LENGTH)] | None,
+    Header(alias=HEADER, description='The ETag of the version you read, e.g. `"3"`'),
+]
+
+
+def _if_match(if_match: IfMatchHeader = None) -> IfMatch:
+    return parse_if_match(if_match)
 
 
 IfMatchDep = Annotated[IfMatch, Depends(_if_match)]

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -19,26 +18,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from amana_common.db import SessionDep
 from amana_common.errors import Problem
 from amana_common.tables import idempotency_keys
+from amana_common.validation import Text
 
 HEADER = "Idempotency-Key"
-KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,200}")
+KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"
 REPLAYED_HEADER = "Idempotent-Replayed"
 _KEPT_HEADERS = ("location", "etag", "content-type")
 
 
 class Idempotency:
-    def __init__(self, request: Request, session: AsyncSession) -> None:
+    def __init__(self, request: Request, session: AsyncSession, key: str | None) -> None:
         self.request = request
         self.session = session
+        self.key = key
 
     async def run(self, produce: Callable[[], Awaitable[JSONResponse]]) -> Response:
-        key = self.request.headers.get(HEADER)
+        key = self.key
         if key is None:
             return await produce()
-        if not KEY_PATTERN.fullmatch(key):
-            raise Problem(
-                400, "invalid-idempotency-key", f"{HEADER} must be 1-200 visible ASCII characters"
-            )
         scope = self._scope()
         request_hash = await self._request_hash()
         claimed = await self.session.scalar(
@@ -100,8 +97,16 @@ class Idempotency:
         return Response(row.response_body, status_code=row.status_code, headers=headers)
 
 
-def _idempotency(request: Request, session: SessionDep) -> Idempotency:
-    return Idempotency(request, session)
+IdempotencyKeyHeader = Annotated[
+    Annotated[str, Text(pattern=KEY_PATTERN, strip=False)] | None,
+    Header(alias=HEADER, description="1-200 visible ASCII characters; a retry sends the same"),
+]
+
+
+def _idempotency(
+    request: Request, session: SessionDep, key: IdempotencyKeyHeader = None
+) -> Idempotency:
+    return Idempotency(request, session, key)
 
 
 IdempotencyDep = Annotated[Idempotency, Depends(_idempotency)]

@@ -6,22 +6,17 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from amana_common.validation import (
     CountryCode,
     CurrencyCode,
     Email,
     LocationCode,
+    Name,
     Omittable,
     Phone,
+    Text,
     UniqueList,
 )
 from amana_contracts.provider import (
@@ -37,12 +32,9 @@ from amana_contracts.provider import (
     Weekday,
 )
 
-Code = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, pattern=r"^[A-Z0-9][A-Z0-9_-]{1,31}$"),
-]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500)]
+Code = Annotated[str, Text(pattern=r"^[A-Z0-9][A-Z0-9_-]{1,31}$")]
+Reason = Annotated[str, Text(min_length=3, max_length=500, multiline=True)]
+BaseUrl = Annotated[str, Text(max_length=2048)]
 
 MAX_CURRENCIES = 20
 MAX_SERVICE_AREAS = 500
@@ -92,7 +84,7 @@ class DeliveryIn(Strict):
     A base URL must be https on an allowlisted host, without credentials, query or fragment."""
 
     mode: DeliveryMode
-    base_url: str | None = Field(default=None, max_length=2048, validate_default=True)
+    base_url: BaseUrl | None = Field(default=None, validate_default=True)
     file_profile: FileProfileIn | None = Field(default=None, validate_default=True)
 
     @field_validator("base_url", "file_profile")

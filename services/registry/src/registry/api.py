@@ -12,8 +12,10 @@ from amana_common.db import SessionDep
 from amana_common.errors import PROBLEM_RESPONSES
 from amana_common.idempotency import IdempotencyDep
 from amana_common.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, Page, page
+from amana_common.validation import LocationCode
+from amana_contracts.registry import HouseholdStatus
 from registry import repository, service
-from registry.schemas import HouseholdIn, HouseholdOut, HouseholdStatus, LocationCode
+from registry.schemas import HouseholdIn, HouseholdOut
 
 router = APIRouter(prefix="/households", tags=["households"], responses=PROBLEM_RESPONSES)
 

@@ -6,24 +6,17 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from amana_contracts.registry import Relationship, Sex
+from amana_common.validation import LocationCode, Phone, Text
+from amana_contracts.registry import HouseholdStatus, Relationship, Sex
 
 IdentifierScheme = Literal[
     "national_id", "passport", "birth_certificate", "voter_id", "social_registry_id", "other"
 ]
-HouseholdStatus = Literal["active", "under_review", "suspended", "exited"]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-LocationCode = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Z0-9][A-Z0-9._-]{0,49}$")
-]
+PersonName = Annotated[str, Text(min_length=1, max_length=100)]
+Address = Annotated[str, Text(max_length=500, multiline=True)]
+IdentifierValue = Annotated[str, Text(pattern=r"^[A-Za-z0-9/-]{1,64}$")]
 EARLIEST_BIRTH = date(1900, 1, 1)
 MAX_MEMBERS = 50
 
@@ -36,14 +29,12 @@ class Strict(BaseModel):
 
 class IdentifierIn(Strict):
     scheme: IdentifierScheme
-    value: Annotated[
-        str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9/-]{1,64}$")
-    ]
+    value: IdentifierValue
 
 
 class MemberIn(Strict):
-    given_name: Name
-    family_name: Name
+    given_name: PersonName
+    family_name: PersonName
     sex: Sex
     date_of_birth: date
     relationship: Relationship = Field(description="'head' marks the head of household")
@@ -70,10 +61,8 @@ class MemberIn(Strict):
 
 class HouseholdIn(Strict):
     location_code: LocationCode = Field(description="Administrative area code, e.g. KE-047-0101")
-    address: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
-    phone: Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")] | None = Field(
-        default=None, description="E.164 phone number"
-    )
+    address: Address | None = Field(default=None, description="May span lines")
+    phone: Phone | None = Field(default=None, description="E.164 phone number")
     members: list[MemberIn] = Field(min_length=1, max_length=MAX_MEMBERS)
 
     @field_validator("members")
