@@ -3,7 +3,7 @@ from typing import Any
 
 import httpx
 
-from amana_common.testing.service import service_fixtures
+from amana_common.testing.service import committing_fixtures, service_fixtures
 from provider.main import create_provider_app
 from provider.settings import ProviderSettings
 
@@ -16,6 +16,9 @@ def provider_settings(**values: Any) -> ProviderSettings:
 
 
 database_url, database, settings, client = service_fixtures(
+    "provider", SERVICE_DIR, provider_settings, create_provider_app
+)
+committed_database, committed_client = committing_fixtures(
     "provider", SERVICE_DIR, provider_settings, create_provider_app
 )
 

@@ -1,12 +1,15 @@
 from pathlib import Path
 
-from amana_common.testing.service import service_fixtures
+from amana_common.testing.service import committing_fixtures, service_fixtures
 from registry.main import create_registry_app
 from registry.settings import RegistrySettings
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 
 database_url, database, settings, client = service_fixtures(
+    "registry", SERVICE_DIR, RegistrySettings, create_registry_app
+)
+committed_database, committed_client = committing_fixtures(
     "registry", SERVICE_DIR, RegistrySettings, create_registry_app
 )
 

@@ -18,7 +18,7 @@ from .conftest import household
 PROBLEM = "application/problem+json"
 
 
-async def test_enrolment_writes_household_and_its_event_in_one_transaction(
+async def test_enrolment_answers_the_household_and_writes_its_event(
     client: httpx.AsyncClient, database: Database
 ) -> None:
     response = await client.post("/households", json=household())

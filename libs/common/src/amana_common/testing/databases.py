@@ -1,5 +1,8 @@
 """Test databases: created fresh per test session, migrated with the service's real Alembic
-migrations; each test then runs inside a transaction that is rolled back at its end."""
+migrations. Most tests run inside a transaction that is rolled back at their end
+(`rolled_back_database`); tests of atomicity and concurrency use a database whose sessions
+really commit (`committing_database`, emptied with `truncate_all`), where `slowed_writes` and
+`failing_commits` make the interleavings and failures they need happen for certain."""
 
 from __future__ import annotations
 
@@ -87,6 +90,65 @@ async def clear_service_tables(database: Database, models: MetaData) -> None:
     tables = [*models.tables, *INFRA_METADATA.tables]
     async with database.sessionmaker() as session, session.begin():
         await session.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
+
+
+async def truncate_all(database: Database) -> None:
+    """Empties every table of the database but Alembic's version table."""
+    async with database.sessionmaker() as session, session.begin():
+        tables = (
+            await session.scalars(
+                text(
+                    "SELECT quote_ident(tablename) FROM pg_tables "
+                    "WHERE schemaname = current_schema() AND tablename <> 'alembic_version'"
+                )
+            )
+        ).all()
+        if tables:
+            await session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+
+
+async def _execute(database: Database, *statements: str) -> None:
+    async with database.engine.begin() as connection:
+        for statement in statements:
+            await connection.execute(text(statement))
+
+
+@asynccontextmanager
+async def slowed_writes(
+    database: Database, table: str, seconds: float, operation: str = "INSERT OR UPDATE"
+) -> AsyncIterator[None]:
+    """Each write of `table` sleeps `seconds` inside its transaction while the block runs, so
+    that a concurrent request certainly arrives while the first one's transaction is open."""
+    trigger = f"amana_test_slow_{table}"
+    await _execute(
+        database,
+        f"CREATE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql AS "
+        f"$$ BEGIN PERFORM pg_sleep({float(seconds)}); RETURN NEW; END $$",
+        f"CREATE TRIGGER {trigger} BEFORE {operation} ON {table} "
+        f"FOR EACH ROW EXECUTE FUNCTION {trigger}()",
+    )
+    try:
+        yield
+    finally:
+        await _execute(database, f"DROP FUNCTION {trigger}() CASCADE")
+
+
+@asynccontextmanager
+async def failing_commits(database: Database, table: str) -> AsyncIterator[None]:
+    """Every transaction that inserted into `table` fails at COMMIT while the block runs (a
+    deferred constraint trigger), as a serialization or deferred-constraint failure would."""
+    trigger = f"amana_test_fail_{table}"
+    await _execute(
+        database,
+        f"CREATE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'refused at commit by a test' USING ERRCODE = '23514'; END $$",
+        f"CREATE CONSTRAINT TRIGGER {trigger} AFTER INSERT ON {table} "
+        f"DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {trigger}()",
+    )
+    try:
+        yield
+    finally:
+        await _execute(database, f"DROP FUNCTION {trigger}() CASCADE")
 
 
 async def row_count(database: Database, table: Any) -> int:

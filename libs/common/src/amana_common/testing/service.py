@@ -8,6 +8,18 @@ A service's tests/conftest.py is then:
 
 giving `database_url` (a migrated `amana_<service>_test`), `database` (rolled back after each
 test), `settings` (pointing at them and at the test broker) and `client` (HTTP, in-process).
+
+A rolled-back database joins every session to one connection through savepoints: it cannot
+show that a request's writes are atomic, nor how two requests interleave. Tests that claim
+either add
+
+    committed_database, committed_client = committing_fixtures(
+        "provider", SERVICE_DIR, ProviderSettings, create_provider_app
+    )
+
+giving `committed_database` (a migrated `amana_<service>_committed` whose sessions commit for
+real, each on its own connection, emptied before each test) and `committed_client` (HTTP,
+in-process, on it; run requests concurrently with `asyncio.gather`, each gets its own session).
 """
 
 from __future__ import annotations
@@ -25,7 +37,11 @@ from amana_common.auth import Role, issue_token
 from amana_common.db import Database
 from amana_common.settings import ServiceSettings
 from amana_common.testing.clients import service_client
-from amana_common.testing.databases import rolled_back_database
+from amana_common.testing.databases import (
+    committing_database,
+    rolled_back_database,
+    truncate_all,
+)
 from amana_common.testing.plugin import MigratedDatabase
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -73,3 +89,34 @@ def service_fixtures(
             yield http
 
     return database_url, database, settings, client
+
+
+def committing_fixtures(
+    service: str,
+    service_dir: Path,
+    settings_class: Callable[..., S],
+    app_factory: Callable[[S], FastAPI],
+) -> tuple[Any, Any]:
+    @pytest.fixture(name="committed_database")
+    async def committed_database(migrated_database: MigratedDatabase) -> AsyncIterator[Database]:
+        url = await migrated_database(service, service_dir, "committed")
+        async with committing_database(url) as database:
+            await truncate_all(database)
+            yield database
+
+    @pytest.fixture(name="committed_client")
+    async def committed_client(
+        committed_database: Database, kafka_bootstrap: str
+    ) -> AsyncIterator[httpx.AsyncClient]:
+        """Authenticated as an admin, like `client`."""
+        settings = settings_class(
+            database_url=committed_database.engine.url.render_as_string(hide_password=False),
+            kafka_bootstrap=kafka_bootstrap,
+            environment="test",
+            max_body_bytes=TEST_BODY_LIMIT,
+        )
+        async with service_client(app_factory(settings), committed_database) as http:
+            http.headers.update(bearer(settings, Role.admin))
+            yield http
+
+    return committed_database, committed_client
