@@ -7,6 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from amana_common.audit import audited_read
 from amana_common.auth import Role, require
 from amana_common.db import SessionDep
 from amana_common.errors import PROBLEM_RESPONSES
@@ -21,6 +22,8 @@ router = APIRouter(prefix="/households", tags=["households"], responses=PROBLEM_
 
 ENROL = require(Role.registrar, Role.admin)
 READ = require(Role.registrar, Role.programme_manager, Role.auditor, Role.admin)
+# Households hold names and identifiers: every read leaves an audit record (ids, never names).
+AUDITED = audited_read("household", filters=("location_code", "status", "cursor", "limit"))
 
 
 @router.post(
@@ -53,7 +56,7 @@ async def enrol_household(
     "/{household_id}",
     response_model=HouseholdOut,
     summary="Read a household",
-    dependencies=[READ],
+    dependencies=[READ, AUDITED],
 )
 async def get_household(
     household_id: UUID, session: SessionDep, response: Response
@@ -67,7 +70,7 @@ async def get_household(
     "",
     response_model=Page[HouseholdOut],
     summary="List households, in enrolment order",
-    dependencies=[READ],
+    dependencies=[READ, AUDITED],
 )
 async def list_households(
     session: SessionDep,

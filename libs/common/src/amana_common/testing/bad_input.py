@@ -23,6 +23,8 @@ from fastapi.dependencies.utils import get_flat_params
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, TypeAdapter
 
+from amana_common.testing.service import api_routes
+
 BAD_CHARACTERS: dict[str, str] = {
     "NUL": "\x00",
     "U+0001": "\x01",
@@ -49,19 +51,6 @@ class BodyRequest:
     @property
     def url(self) -> str:
         return self.route.format(**self.path)
-
-
-def api_routes(app: FastAPI) -> list[APIRoute]:
-    """Every APIRoute, also inside included routers (FastAPI keeps those as wrappers)."""
-
-    def walk(routes: list[Any]) -> Iterator[APIRoute]:
-        for route in routes:
-            if isinstance(route, APIRoute):
-                yield route
-            elif (original := getattr(route, "original_router", None)) is not None:
-                yield from walk(original.routes)
-
-    return list(walk(app.routes))
 
 
 def routes_with_bodies(app: FastAPI) -> set[tuple[str, str]]:

@@ -24,7 +24,7 @@ in-process, on it; run requests concurrently with `asyncio.gather`, each gets it
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
@@ -32,6 +32,7 @@ from uuid import UUID
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from amana_common.auth import Role, issue_token
 from amana_common.db import Database
@@ -47,6 +48,19 @@ from amana_common.testing.plugin import MigratedDatabase
 S = TypeVar("S", bound=ServiceSettings)
 
 TEST_BODY_LIMIT = 64 * 1024
+
+
+def api_routes(app: FastAPI) -> list[APIRoute]:
+    """Every APIRoute, also inside included routers (FastAPI keeps those as wrappers)."""
+
+    def walk(routes: list[Any]) -> Iterator[APIRoute]:
+        for route in routes:
+            if isinstance(route, APIRoute):
+                yield route
+            elif (original := getattr(route, "original_router", None)) is not None:
+                yield from walk(original.routes)
+
+    return list(walk(app.routes))
 
 
 def bearer(
