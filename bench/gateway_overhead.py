@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import random
+import secrets
 import subprocess
 import sys
 import time
@@ -31,7 +32,7 @@ from amana_common.settings import ServiceSettings
 
 REPO = Path(__file__).resolve().parents[1]
 BAR_MS = 5.0
-SECRET = "bench-only-jwt-secret-0123456789abcdef"
+SECRET = secrets.token_urlsafe(32)  # generated: a committed secret is refused
 REGISTRY_PORT, GATEWAY_PORT = 18101, 18000
 
 
@@ -115,7 +116,9 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=500)
     args = parser.parse_args()
     python = sys.executable
-    token = issue_token(ServiceSettings(jwt_secret=SECRET), "bench", [Role.admin])
+    token = issue_token(
+        ServiceSettings(environment="test", jwt_secret=SECRET), "bench", [Role.admin]
+    )
     routes = [
         {
             "prefix": "/registry",

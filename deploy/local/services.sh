@@ -28,6 +28,25 @@ fi
 
 is_running() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 
+# The one JWT secret of the local stack: random, generated once, kept in .local/ (never in the
+# repository: the services refuse every secret that was ever committed).
+jwt_secret() {
+  local file="$LOCAL_DIR/jwt-secret"
+  if [[ ! -s "$file" ]]; then
+    (umask 077 && "$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(48))' >"$file")
+  fi
+  cat "$file"
+}
+
+# What `make run` gives a service: development, the local secret, and for the gateway its
+# development token endpoint (with the published <role>-dev clients).
+dev_environment() {
+  local prefix
+  prefix="$(echo "$1" | tr 'a-z-' 'A-Z_')_"
+  echo "${prefix}ENVIRONMENT=development ${prefix}JWT_SECRET=$(jwt_secret)"
+  if [[ "$1" == gateway ]]; then echo "GATEWAY_DEV_TOKEN_ENDPOINT=true"; fi
+}
+
 wait_healthy() {
   local name="$1" port="$2" i
   for ((i = 0; i < 60; i++)); do
@@ -51,9 +70,12 @@ start() {
       log "$name already running (pid $(cat "$RUN/$name.pid"))"
       continue
     fi
-    "$PYTHON" -m "$name" migrate >>"$LOGS/$name.log" 2>&1 \
+    # shellcheck disable=SC2046  # word splitting is meant: NAME=value pairs, no spaces
+    env $(dev_environment "$name") "$PYTHON" -m "$name" migrate >>"$LOGS/$name.log" 2>&1 \
       || { tail -n 30 "$LOGS/$name.log" >&2; die "$name migrations failed"; }
-    nohup "$PYTHON" -m "$name" all --port "$port" >>"$LOGS/$name.log" 2>&1 </dev/null &
+    # shellcheck disable=SC2046
+    nohup env $(dev_environment "$name") "$PYTHON" -m "$name" all --port "$port" \
+      >>"$LOGS/$name.log" 2>&1 </dev/null &
     echo $! >"$RUN/$name.pid"
     wait_healthy "$name" "$port"
     log "$name on http://127.0.0.1:$port (docs: /docs, log: $LOGS/$name.log)"

@@ -39,6 +39,13 @@ def service_app_factories() -> dict[str, Callable[[], FastAPI]]:
     return factories
 
 
+@pytest.fixture(autouse=True)
+def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each app is built from its environment, which defaults to production: say test."""
+    for main in SERVICES.glob("*/src/*/main.py"):
+        monkeypatch.setenv(f"{main.parent.name.upper()}_ENVIRONMENT", "test")
+
+
 def dependency_calls(dependant: Dependant) -> list[Any]:
     calls = [dependant.call]
     for sub in dependant.dependencies:
@@ -107,6 +114,6 @@ def test_a_route_without_a_policy_is_caught() -> None:
     async def open_by_mistake() -> dict[str, str]:
         return {}
 
-    app = create_app(ServiceSettings(), [router], title="t", uses_database=False)
+    app = create_app(ServiceSettings(environment="test"), [router], title="t", uses_database=False)
 
     assert unprotected_routes(app) == ["['GET'] /open-by-mistake"]

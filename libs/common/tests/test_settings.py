@@ -1,17 +1,19 @@
 """Settings: one env prefix per service, a derived database URL, no default secrets in
 production."""
 
+import secrets
+
 import pytest
 from pydantic import ValidationError
 
 from amana_common.settings import (
-    DEFAULT_JWT_SECRET,
+    COMMITTED_JWT_SECRETS,
     ServiceSettings,
     database_url_for,
     service_config,
 )
 
-STRONG_SECRET = "k" * 48
+STRONG_SECRET = secrets.token_urlsafe(48)
 STRONG_DB = "postgresql+asyncpg://amana:Vx9-long-random-pw@db.internal:5432/amana_demo"
 
 
@@ -26,6 +28,8 @@ class DemoSettings(ServiceSettings):
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("AMANA_DATABASE_URL", "AMANA_KAFKA_BOOTSTRAP", "PORT", "ENVIRONMENT"):
         monkeypatch.delenv(name, raising=False)
+    for name in ("DEMO_ENVIRONMENT", "DEMO_JWT_SECRET", "DEMO_JWKS_URL"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def test_env_prefix_is_read_and_unprefixed_variables_are_not(
@@ -36,7 +40,7 @@ def test_env_prefix_is_read_and_unprefixed_variables_are_not(
     monkeypatch.setenv("PORT", "1")
     monkeypatch.setenv("REGISTRY_LOG_LEVEL", "DEBUG")
 
-    settings = DemoSettings()
+    settings = DemoSettings(environment="test")
 
     assert settings.port == 9123
     assert settings.max_body_bytes == 2048
@@ -48,7 +52,7 @@ def test_database_url_is_derived_from_amana_database_url(
 ) -> None:
     monkeypatch.setenv("AMANA_DATABASE_URL", "postgresql://svc:p%40ss@pg.example:6543/postgres")
 
-    assert DemoSettings().database_url == (
+    assert DemoSettings(environment="test").database_url == (
         "postgresql+asyncpg://svc:p%40ss@pg.example:6543/amana_demo"
     )
     assert database_url_for("payroll") == (
@@ -60,26 +64,58 @@ def test_explicit_database_url_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AMANA_DATABASE_URL", "postgresql://svc:pw@pg.example/postgres")
     monkeypatch.setenv("DEMO_DATABASE_URL", STRONG_DB)
 
-    assert DemoSettings().database_url == STRONG_DB
+    assert DemoSettings(environment="test").database_url == STRONG_DB
 
 
-def test_development_accepts_the_defaults() -> None:
-    settings = DemoSettings()
+def test_the_environment_defaults_to_production() -> None:
+    settings = DemoSettings(jwt_secret=STRONG_SECRET, database_url=STRONG_DB)
 
-    assert settings.jwt_secret == DEFAULT_JWT_SECRET
+    assert settings.environment == "production"
+    assert settings.is_production
+
+
+@pytest.mark.parametrize("environment", ["development", "production"])
+def test_a_jwt_secret_or_a_jwks_url_is_required(environment: str) -> None:
+    with pytest.raises(ValidationError, match="DEMO_JWT_SECRET"):
+        DemoSettings(environment=environment, database_url=STRONG_DB)
+
+
+@pytest.mark.parametrize("environment", ["development", "test", "production"])
+@pytest.mark.parametrize("secret", sorted(COMMITTED_JWT_SECRETS))
+def test_a_secret_published_in_the_repository_is_refused_everywhere(
+    environment: str, secret: str
+) -> None:
+    with pytest.raises(ValidationError, match="published"):
+        DemoSettings(environment=environment, database_url=STRONG_DB, jwt_secret=secret)
+
+
+def test_the_old_defaults_are_among_the_refused_secrets() -> None:
+    assert {
+        "dev-only-insecure-jwt-secret-change-me",
+        "dev-only-compose-jwt-secret-not-for-production",
+    } <= COMMITTED_JWT_SECRETS
+
+
+def test_tests_get_a_generated_secret_shared_by_the_process() -> None:
+    first, second = DemoSettings(environment="test"), ServiceSettings(environment="test")
+
+    assert first.jwt_secret == second.jwt_secret
+    assert len(first.jwt_secret.encode()) >= 32
+    assert first.jwt_secret not in COMMITTED_JWT_SECRETS
+
+
+def test_development_accepts_a_generated_secret_and_the_local_database() -> None:
+    settings = DemoSettings(environment="development", jwt_secret=STRONG_SECRET)
+
     assert settings.database_url.endswith("/amana_demo")
     assert not settings.is_production
 
 
-def test_production_refuses_the_default_jwt_secret() -> None:
-    with pytest.raises(ValidationError, match="default JWT secret"):
-        DemoSettings(environment="production", database_url=STRONG_DB)
-
-
-@pytest.mark.parametrize("secret", ["", "short-but-not-default"])
-def test_production_refuses_an_empty_or_short_jwt_secret(secret: str) -> None:
+@pytest.mark.parametrize("environment", ["development", "test", "production"])
+@pytest.mark.parametrize("secret", ["short-but-not-default", "x" * 31])
+def test_a_short_jwt_secret_is_refused_everywhere(environment: str, secret: str) -> None:
     with pytest.raises(ValidationError, match="JWT secret shorter"):
-        DemoSettings(environment="production", database_url=STRONG_DB, jwt_secret=secret)
+        DemoSettings(environment=environment, database_url=STRONG_DB, jwt_secret=secret)
 
 
 @pytest.mark.parametrize(
@@ -122,4 +158,4 @@ def test_production_with_a_jwks_url_needs_no_shared_secret() -> None:
         jwks_url="https://id.example/.well-known/jwks.json",
     )
 
-    assert settings.jwt_secret == DEFAULT_JWT_SECRET
+    assert settings.jwt_secret == ""

@@ -8,7 +8,7 @@ def test_allowlist_and_ports_read_comma_separated(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("PROVIDER_ALLOWED_API_HOSTS", "API.MPESA.example, *.bank.example,")
     monkeypatch.setenv("PROVIDER_ALLOWED_API_PORTS", "443,8443")
 
-    settings = ProviderSettings()
+    settings = ProviderSettings(environment="test")
 
     assert settings.allowed_api_hosts == ["api.mpesa.example", "*.bank.example"]
     assert settings.allowed_api_ports == [443, 8443]
@@ -19,11 +19,11 @@ def test_allowlist_and_ports_read_comma_separated(monkeypatch: pytest.MonkeyPatc
 @pytest.mark.parametrize("entry", ["*", "*.com", "https://api.example", "api.example:443", "a b"])
 def test_an_allowlist_entry_that_is_not_a_host_is_refused(entry: str) -> None:
     with pytest.raises(ValidationError, match="allowed_api_hosts"):
-        ProviderSettings(allowed_api_hosts=[entry])
+        ProviderSettings(environment="test", allowed_api_hosts=[entry])
 
 
 def test_the_default_allowlist_refuses_every_api_host() -> None:
-    policy = ProviderSettings().api_url_policy()
+    policy = ProviderSettings(environment="test").api_url_policy()
 
     assert policy.allowed_hosts == ()
     assert policy.production is False
