@@ -26,8 +26,10 @@ async def two_providers(client: httpx.AsyncClient) -> tuple[dict[str, Any], dict
     return ours, theirs
 
 
-def as_provider(settings: ProviderSettings, provider: dict[str, Any]) -> dict[str, str]:
-    return bearer(settings, Role.provider, provider_id=UUID(provider["id"]))
+def as_provider(
+    settings: ProviderSettings, provider: dict[str, Any], *also: Role
+) -> dict[str, str]:
+    return bearer(settings, Role.provider, *also, provider_id=UUID(provider["id"]))
 
 
 async def test_a_provider_reads_its_own_provider_and_pay_points(
@@ -64,6 +66,23 @@ async def test_another_providers_objects_are_not_found_for_a_provider_token(
         response = await client.get(path, headers=headers)
         assert_problem(response, 404)
         assert "THEIRS" not in response.text
+
+
+async def test_a_provider_token_with_a_role_that_reads_no_provider_stays_scoped(
+    client: httpx.AsyncClient,
+    settings: ProviderSettings,
+    two_providers: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    ours, theirs = two_providers
+    headers = as_provider(settings, ours, Role.analyst)
+
+    own = await client.get(f"/providers/{ours['id']}", headers=headers)
+    other = await client.get(f"/providers/{theirs['id']}", headers=headers)
+    points = await client.get("/pay-points", headers=headers)
+
+    assert own.status_code == 200
+    assert_problem(other, 404)
+    assert [p["code"] for p in points.json()["items"]] == ["OURS-1"]
 
 
 async def test_a_provider_token_lists_only_its_own_pay_points_across_the_directory(

@@ -344,7 +344,7 @@ async def list_pay_points(
     status: PayPointStatus | None = None,
     provider_id: UUID | None = None,
 ) -> Page[PayPointOut]:
-    if principal.is_provider_only:  # a provider lists its own pay points only
+    if principal.is_provider_scoped:  # a provider lists its own pay points only
         provider_id = principal.provider_id
     return await _pay_points_page(session, limit, cursor, serves, within, status, provider_id)
 
