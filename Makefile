@@ -8,6 +8,8 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON_FOR_UV) -m uv")
 RUN := $(UV) run --frozen
 CATALOG := $(RUN) python -m amana_common.catalog
 PYTEST_ARGS ?=
+# The chart renders only with a way to verify tokens: an example identity provider and Secret.
+HELM_EXAMPLE_VALUES := --set global.jwksUrl=https://idp.example.org/certs --set secrets.existingSecret=amana-secrets
 
 .PHONY: help uv sync infra run stop status test test-unit test-integration lint format contracts catalog service helm-lint logs bench bench-gateway
 
@@ -87,8 +89,8 @@ service: sync ## a new service: make service NAME=payroll PORT=8103 [DESCRIPTION
 
 helm-lint: ## helm lint and template the chart (builds helm with go when missing)
 	@HELM=$$(deploy/tools/ensure-helm.sh) && \
-	$$HELM lint --strict deploy/helm/amana && \
-	$$HELM template amana deploy/helm/amana --namespace amana >/dev/null && \
+	$$HELM lint --strict deploy/helm/amana $(HELM_EXAMPLE_VALUES) && \
+	$$HELM template amana deploy/helm/amana --namespace amana $(HELM_EXAMPLE_VALUES) >/dev/null && \
 	echo "helm: chart lints and renders"
 
 bench: bench-gateway ## every benchmark, each printing its figure and its bar

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import subprocess
 from collections.abc import Iterator
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,18 @@ CHART = REPO_ROOT / "deploy" / "helm" / "amana"
 RELEASE = "amana"
 APP_UID = 10001
 SERVICE_LABEL = "amana.io/service"
-JWT_SECRET = "jwt-secret-under-test-at-least-32-bytes-long"
+# Generated: the services refuse any secret that was ever committed to the repository.
+JWT_SECRET = secrets.token_urlsafe(32)
+DATABASE_PASSWORD = secrets.token_urlsafe(24)
+JWKS_URL = "https://id.example/.well-known/jwks.json"
+# What a release must be given at least: the chart refuses to render without a JWT secret (or
+# an identity provider's JWKS) and, in production (its default), without a database password.
+REQUIRED = (
+    "--set",
+    f"secrets.jwtSecret={JWT_SECRET}",
+    "--set",
+    f"secrets.database.password={DATABASE_PASSWORD}",
+)
 CLIENT_SECRET_HASH = "pbkdf2_sha256$1000$c2FsdA$aGFzaA"
 GATEWAY_CLIENT: dict[str, Any] = {
     "client_id": "ops-console",
@@ -66,19 +79,22 @@ def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def template(helm: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return run_helm(helm, "template", RELEASE, str(CHART), "--namespace", "amana", *extra)
+def template(
+    helm: str, *extra: str, given: tuple[str, ...] = REQUIRED
+) -> subprocess.CompletedProcess[str]:
+    """`helm template` with the `given` values (REQUIRED unless told otherwise), then `extra`."""
+    return run_helm(helm, "template", RELEASE, str(CHART), "--namespace", "amana", *given, *extra)
 
 
-def render(helm: str, *extra: str) -> list[Doc]:
-    result = template(helm, *extra)
+def render(helm: str, *extra: str, given: tuple[str, ...] = REQUIRED) -> list[Doc]:
+    result = template(helm, *extra, given=given)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-def refused(helm: str, *extra: str) -> str:
+def refused(helm: str, *extra: str, given: tuple[str, ...] = REQUIRED) -> str:
     """helm's error when it must refuse to render with these values."""
-    result = template(helm, *extra)
+    result = template(helm, *extra, given=given)
     assert result.returncode != 0, "helm rendered values it should refuse"
     return result.stderr
 
@@ -194,13 +210,14 @@ PRODUCTION = (
 
 @pytest.fixture(scope="module")
 def production_docs(helm: str) -> list[Doc]:
-    return render(helm, *PRODUCTION)
+    return render(helm, *PRODUCTION, given=())
 
 
 @pytest.fixture(scope="module")
 def configured_docs(helm: str, tmp_path_factory: pytest.TempPathFactory) -> list[Doc]:
     """A development release with every optional setting given."""
     values = {
+        "global": {"environment": "development"},
         "secrets": {
             "jwtSecret": JWT_SECRET,
             "database": {"password": "database-password-under-test"},
@@ -210,6 +227,8 @@ def configured_docs(helm: str, tmp_path_factory: pytest.TempPathFactory) -> list
         "gateway": {
             "corsOrigins": ["https://console.example"],
             "rateLimit": {"perSecond": 50, "burst": 80},
+            "trustedProxies": ["10.42.0.0/16"],
+            "publicBaseUrl": "https://api.amana.example",
         },
     }
     return render_values(helm, tmp_path_factory.mktemp("configured"), values)
@@ -220,7 +239,7 @@ def configured_docs(helm: str, tmp_path_factory: pytest.TempPathFactory) -> list
 
 @pytest.mark.parametrize("strict", [False, True], ids=["lint", "lint-strict"])
 def test_chart_lints(helm: str, strict: bool) -> None:
-    args = ["lint", str(CHART)] + (["--strict"] if strict else [])
+    args = ["lint", str(CHART), *REQUIRED] + (["--strict"] if strict else [])
     result = run_helm(helm, *args)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 chart(s) failed" in result.stdout
@@ -330,7 +349,7 @@ def test_workloads_read_their_configmap_and_the_secret(default_docs: list[Doc]) 
         config = named(default_docs, "ConfigMap", f"{RELEASE}-{component}")["data"]
         assert config[f"{prefix}HOST"] == "0.0.0.0"
         assert config[f"{prefix}PORT"] == "8000"
-        assert config[f"{prefix}ENVIRONMENT"] == "development"
+        assert config[f"{prefix}ENVIRONMENT"] == "production"
         assert config[f"{prefix}KAFKA_BOOTSTRAP"] == config["AMANA_KAFKA_BOOTSTRAP"]
         database_url = env_of(container).get(f"{prefix}DATABASE_URL")
         if component in SERVICES_WITH_DATABASE:
@@ -358,6 +377,8 @@ def test_services_accept_their_environment(
             assert [client.client_id for client in settings.clients] == ["ops-console"]
             assert settings.cors_origins == ["https://console.example"]
             assert (settings.rate_limit_per_s, settings.rate_limit_burst) == (50, 80)
+            assert settings.trusted_proxies == [IPv4Network("10.42.0.0/16")]
+            assert settings.public_base_url == "https://api.amana.example"
             assert {route.prefix for route in settings.deployed_routes()} == ROUTES.keys()
 
 
@@ -418,11 +439,10 @@ def test_gateway_settings_reach_its_configmap(configured_docs: list[Doc]) -> Non
 
 
 def test_jwks_url_reaches_every_component(helm: str) -> None:
-    url = "https://id.example/.well-known/jwks.json"
-    docs = render(helm, "--set", f"global.jwksUrl={url}")
+    docs = render(helm, "--set", f"global.jwksUrl={JWKS_URL}")
     for config_map in of_kind(docs, "ConfigMap"):
         component = config_map["metadata"]["name"].removeprefix(f"{RELEASE}-")
-        assert config_map["data"][f"{env_prefix(component)}JWKS_URL"] == url
+        assert config_map["data"][f"{env_prefix(component)}JWKS_URL"] == JWKS_URL
 
 
 # --------------------------------------------------------------------------- migrations
@@ -445,7 +465,7 @@ def test_migration_job_is_a_pre_install_pre_upgrade_hook(
     assert spec["restartPolicy"] == "Never"
     container = spec["containers"][0]
     assert container["args"] == [service, "migrate"]
-    assert env_of(container)[f"{env_prefix(service)}ENVIRONMENT"]["value"] == "development"
+    assert env_of(container)[f"{env_prefix(service)}ENVIRONMENT"]["value"] == "production"
 
 
 def test_migration_jobs_need_nothing_created_after_the_hook(default_docs: list[Doc]) -> None:
@@ -548,12 +568,41 @@ def test_production_with_existing_secret(production_docs: list[Doc]) -> None:
     assert clients["valueFrom"]["secretKeyRef"]["optional"] is True
 
 
-def test_production_refuses_development_secrets(helm: str) -> None:
-    assert "existingSecret" in refused(helm, "--set", "global.environment=production")
-    weak_password = refused(
-        helm, "--set", "global.environment=production", "--set", f"secrets.jwtSecret={JWT_SECRET}"
+@pytest.mark.parametrize("environment", ["production", "development", "test"])
+def test_the_chart_needs_a_jwt_secret_or_a_jwks_url(helm: str, environment: str) -> None:
+    password = ("--set", f"secrets.database.password={DATABASE_PASSWORD}")
+    error = refused(helm, "--set", f"global.environment={environment}", *password, given=())
+    assert "secrets.jwtSecret" in error and "global.jwksUrl" in error
+
+    with_secret = render(helm, "--set", f"global.environment={environment}", given=REQUIRED)
+    with_jwks = render(
+        helm,
+        "--set",
+        f"global.environment={environment}",
+        "--set",
+        f"global.jwksUrl={JWKS_URL}",
+        *password,
+        given=(),
     )
-    assert "password" in weak_password
+    assert all(
+        f"{env_prefix(component)}JWT_SECRET" in env_of(container)
+        for _, component, container in containers(with_secret)
+    )
+    assert not any(
+        f"{env_prefix(component)}JWT_SECRET" in env_of(container)
+        for _, component, container in containers(with_jwks)
+    )
+
+
+def test_the_chart_defaults_to_production(helm: str, default_docs: list[Doc]) -> None:
+    assert "password" in refused(helm, "--set", f"secrets.jwtSecret={JWT_SECRET}", given=())
+    for config_map in of_kind(default_docs, "ConfigMap"):
+        component = config_map["metadata"]["name"].removeprefix(f"{RELEASE}-")
+        assert config_map["data"][f"{env_prefix(component)}ENVIRONMENT"] == "production"
+
+
+def test_a_short_jwt_secret_is_refused(helm: str) -> None:
+    assert "jwtSecret" in refused(helm, "--set", "secrets.jwtSecret=too-short")
 
 
 def test_production_refuses_any_cors_origin(helm: str) -> None:
@@ -611,7 +660,7 @@ def test_a_new_service_is_only_a_components_entry(helm: str, tmp_path: Path) -> 
     }
     assert names(docs, "Job") == MIGRATION_JOBS | {f"{RELEASE}-payroll-migrate"}
     config = named(docs, "ConfigMap", f"{RELEASE}-payroll")["data"]
-    assert config["PAYROLL_ENVIRONMENT"] == "development"
+    assert config["PAYROLL_ENVIRONMENT"] == "production"
     env = env_of(container_of(docs, f"{RELEASE}-payroll-api"))
     assert env["PAYROLL_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == (
         "payroll-database-url"

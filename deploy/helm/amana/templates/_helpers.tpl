@@ -188,6 +188,10 @@ Call with (dict "root" $ "name" "gateway" "component" $c).
 {{ $p }}CORS_ORIGINS: {{ toJson $v.gateway.corsOrigins | quote }}
 {{ $p }}RATE_LIMIT_PER_S: {{ $v.gateway.rateLimit.perSecond | quote }}
 {{ $p }}RATE_LIMIT_BURST: {{ $v.gateway.rateLimit.burst | quote }}
+{{ $p }}TRUSTED_PROXIES: {{ toJson $v.gateway.trustedProxies | quote }}
+{{- with $v.gateway.publicBaseUrl }}
+{{ $p }}PUBLIC_BASE_URL: {{ . | quote }}
+{{- end }}
 {{- end }}
 {{- if and (eq .name "provider") $v.provider.allowedApiHosts }}
 {{ $p }}ALLOWED_API_HOSTS: {{ join "," $v.provider.allowedApiHosts | quote }}
@@ -264,6 +268,9 @@ Call with (dict "root" $ "name" "registry" "component" $c "secretName" "..." "ex
     secretKeyRef:
       name: {{ .secretName }}
       key: jwt-secret
+      {{- if .root.Values.global.jwksUrl }}
+      optional: true
+      {{- end }}
 {{- end }}
 {{- with .root.Values.global.kafka.existingSecret }}
 - name: {{ $p }}KAFKA_SASL_USERNAME
@@ -359,7 +366,8 @@ volumeMounts:
 
 {{/* ---------------------------------------------------------------- checks */}}
 
-{{/* Refuses a production release with development secrets; run once from the Secret template. */}}
+{{/* Refuses a release without a way to verify tokens, and a production release with
+development secrets; run once, from components.yaml. */}}
 {{- define "amana.validate" -}}
 {{- $v := .Values -}}
 {{- if not (has $v.global.environment (list "development" "test" "production")) -}}
@@ -369,10 +377,10 @@ volumeMounts:
 {{- if and (eq $v.global.environment "production") (has "*" $v.gateway.corsOrigins) -}}
 {{- fail "production refuses gateway.corsOrigins \"*\": list the frontends' origins" -}}
 {{- end -}}
-{{- if and (eq $v.global.environment "production") (not $v.secrets.existingSecret) -}}
-{{- if not $v.secrets.jwtSecret -}}
-{{- fail "production needs secrets.existingSecret or secrets.jwtSecret" -}}
+{{- if not (or $v.secrets.jwtSecret $v.secrets.existingSecret $v.global.jwksUrl) -}}
+{{- fail "the services verify tokens with a shared secret or the identity provider's keys: set secrets.jwtSecret (at least 32 random bytes; or secrets.existingSecret holding jwt-secret) or global.jwksUrl" -}}
 {{- end -}}
+{{- if and (eq $v.global.environment "production") (not $v.secrets.existingSecret) -}}
 {{- range $name, $c := $v.components -}}
 {{- $ctx := dict "root" $ "name" $name "component" $c -}}
 {{- if and (include "amana.hasDatabase" $ctx) (not (get (default dict $v.secrets.databaseUrls) $name)) (has (toString $v.secrets.database.password) (list "" "amana" "postgres" "password")) -}}
