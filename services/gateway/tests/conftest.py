@@ -2,7 +2,9 @@
 recording upstream that answers what it received, so a test can tell what reached an upstream."""
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from registry.main import create_registry_app
 from registry.settings import RegistrySettings
 
 REPO = Path(__file__).resolve().parents[3]
-JWT_SECRET = "gateway-tests-shared-secret-0123456789abcdef"
+JWT_SECRET = secrets.token_urlsafe(32)  # generated: a secret in the repository is refused
 CLOSED_PORT = 1
 
 
@@ -49,6 +51,20 @@ def recording_app(recorder: Recorder) -> FastAPI:
             },
             headers={"Location": f"{request.base_url}echo/created"},
         )
+
+    @router.api_route(
+        "/plain/{rest:path}", methods=["GET", "HEAD", "OPTIONS"], include_in_schema=False
+    )
+    async def plain(request: Request, rest: str) -> JSONResponse:
+        """Answers without reading a body, as any GET handler does."""
+        recorder.requests.append({"path": request.url.path})
+        return JSONResponse({"path": request.url.path})
+
+    @router.get("/metrics")
+    @router.get("/healthz")
+    async def operations(request: Request) -> JSONResponse:
+        recorder.requests.append({"path": request.url.path})
+        return JSONResponse({"operations": True})
 
     @router.get("/slow")
     async def slow() -> JSONResponse:
@@ -108,7 +124,7 @@ def gateway_settings(upstreams: dict[str, str], **overrides: Any) -> GatewaySett
             upstream=upstreams["recording"],
             max_body_bytes=64 * 1024,
             timeout_s=1,
-            public_paths=[r"^/echo/webhooks/.*"],
+            public_paths=[r"^/echo/webhooks/.*", r"^/echo/callbacks/[a-z0-9-]+"],
         ),
         Route(
             prefix="/bulk",
@@ -122,6 +138,7 @@ def gateway_settings(upstreams: dict[str, str], **overrides: Any) -> GatewaySett
     values: dict[str, Any] = {
         "environment": "test",
         "jwt_secret": JWT_SECRET,
+        "dev_token_endpoint": True,
         "routes": routes,
         "clients": [
             ClientCredentials(
@@ -140,12 +157,23 @@ def gateway_settings(upstreams: dict[str, str], **overrides: Any) -> GatewaySett
     return GatewaySettings(**(values | overrides))
 
 
+CLIENT_ADDRESS = "203.0.113.7"
+
+
+@asynccontextmanager
+async def client_of(
+    app: FastAPI, address: str = CLIENT_ADDRESS
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the gateway `app` in-process, calling from `address`."""
+    transport = httpx.ASGITransport(app=app, client=(address, 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        yield client
+
+
 async def gateway_client(settings: GatewaySettings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_gateway_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            yield client
+    async with app.router.lifespan_context(app), client_of(app) as client:
+        yield client
 
 
 @pytest.fixture

@@ -113,7 +113,7 @@ class _ApiServer:
             port=settings.port,
             log_config=None,
             access_log=False,
-            proxy_headers=True,
+            proxy_headers=settings.server_proxy_headers,
         )
         self.server = _ServerWithoutSignals(config)
 

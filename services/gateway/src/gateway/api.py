@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -13,15 +14,25 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 from swagger_ui_bundle import swagger_ui_path
 
-from amana_common.auth import POLICY_ATTRIBUTE, Principal, authenticate, bearer_scheme, public
+from amana_common.auth import (
+    POLICY_ATTRIBUTE,
+    Principal,
+    TokenVerifier,
+    authenticate,
+    bearer_scheme,
+    public,
+)
 from amana_common.errors import PROBLEM_RESPONSES, Problem
 from gateway import service
-from gateway.ratelimit import RateLimiter
+from gateway.addresses import client_address
+from gateway.proxy import BodyRefused, UpstreamProxy, bounded, declared_length, too_large
+from gateway.ratelimit import InFlightLimiter, RateLimiter
 from gateway.schemas import TokenResponse
 from gateway.settings import GatewaySettings, Route
 
 DOCS_ASSETS = "/docs/assets"
 PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+TOKEN_REQUEST_MAX_BYTES = 4096  # a client id and secret, form- or JSON-encoded
 
 
 def rate_limit(request: Request, client: str) -> None:
@@ -36,8 +47,11 @@ def rate_limit(request: Request, client: str) -> None:
         )
 
 
-def client_address(request: Request) -> str:
-    return f"ip:{request.client.host if request.client else 'unknown'}"
+def caller_address(request: Request) -> str:
+    """The caller's address, believed from X-Forwarded-For only behind a trusted proxy."""
+    settings: GatewaySettings = request.app.state.settings
+    peer = request.client.host if request.client else None
+    return client_address(peer, request.headers.get("x-forwarded-for"), settings.trusted_proxies)
 
 
 def mount_docs_assets(app: FastAPI) -> None:
@@ -78,41 +92,63 @@ def token_router() -> APIRouter:
         response_model=TokenResponse,
         summary="Development: a token for a configured client (OAuth2 client credentials)",
         description="Form (`grant_type=client_credentials&client_id=…&client_secret=…`), JSON "
-        "with the same fields, or HTTP Basic with the client id and secret. Not served in "
-        "production, where tokens come from the identity provider.",
+        "with the same fields, or HTTP Basic with the client id and secret; at most 4 KiB. "
+        "Served only with GATEWAY_DEV_TOKEN_ENDPOINT=true, never in production, where tokens "
+        "come from the identity provider.",
     )
     async def token(request: Request) -> TokenResponse:
-        rate_limit(request, client_address(request))
+        rate_limit(request, f"ip:{caller_address(request)}")
         client_id, secret = service.client_credentials(
             request.headers.get("content-type", ""),
-            await request.body(),
+            await token_request_body(request),
             request.headers.get("authorization"),
         )
         settings: GatewaySettings = request.app.state.settings
-        return service.issue_client_token(settings, request.app.state.clients, client_id, secret)
+        # PBKDF2 is deliberately slow: off the event loop, which serves everyone meanwhile.
+        return await asyncio.to_thread(
+            service.issue_client_token, settings, request.app.state.clients, client_id, secret
+        )
 
     return router
+
+
+async def token_request_body(request: Request) -> bytes:
+    declared = declared_length(request)
+    if declared is not None and declared > TOKEN_REQUEST_MAX_BYTES:
+        raise too_large(TOKEN_REQUEST_MAX_BYTES)
+    settings: GatewaySettings = request.app.state.settings
+    chunks = bounded(request.stream(), TOKEN_REQUEST_MAX_BYTES, settings.body_idle_timeout_s)
+    try:
+        return b"".join([chunk async for chunk in chunks])
+    except BodyRefused as refused:
+        raise refused.problem from None
 
 
 def gateway_policy(route: Route) -> Any:
     """Any valid token passes the gateway (each service enforces its own roles); the route's
     public paths (signed webhooks) pass without one. Clients are rate-limited by token subject,
-    anonymous ones by address."""
+    anonymous ones by address; a token not verified lately costs its caller's address a
+    request before it is verified, so forged tokens cannot make the gateway verify at will."""
     public_paths = [re.compile(pattern) for pattern in route.public_paths]
 
     async def policy(
         request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)
     ) -> Principal | None:
+        address = caller_address(request)
+        request.state.client_address = address
         rest = "/" + request.path_params.get("path", "")
-        if any(pattern.match(rest) for pattern in public_paths):
-            rate_limit(request, client_address(request))
+        if any(pattern.fullmatch(rest) for pattern in public_paths):
+            rate_limit(request, f"ip:{address}")
+            request.state.client_key = f"ip:{address}"
             return None
-        try:
+        verifier: TokenVerifier = request.app.state.token_verifier
+        principal = verifier.cached(credentials.credentials) if credentials else None
+        if principal is None:
+            rate_limit(request, f"ip:{address}")
             principal = await authenticate(request, credentials)
-        except Problem:
-            rate_limit(request, client_address(request))
-            raise
-        rate_limit(request, f"sub:{principal.subject}")
+        request.state.principal = principal
+        request.state.client_key = f"sub:{principal.subject}"
+        rate_limit(request, request.state.client_key)
         return principal
 
     setattr(policy, POLICY_ATTRIBUTE, "a valid token; the service enforces its roles")
@@ -137,8 +173,17 @@ def proxy_router(settings: GatewaySettings) -> APIRouter:
 
 def _proxy_endpoint(route: Route) -> Any:
     async def forward(request: Request) -> Response:
-        rest = request.url.path[len(route.prefix) :]
-        response: Response = await request.app.state.proxy.forward(request, route, rest)
-        return response
+        in_flight: InFlightLimiter = request.app.state.in_flight
+        leave = in_flight.enter(request.state.client_key)
+        if leave is None:
+            raise Problem(
+                429,
+                "too-many-concurrent-requests",
+                f"at most {in_flight.limit} requests at once: wait for one to finish",
+                headers={"Retry-After": "1"},
+            )
+        proxy: UpstreamProxy = request.app.state.proxy
+        rest = request.scope["path"][len(route.prefix) :]  # decoded; request.url re-encodes ?
+        return await proxy.forward(request, route, rest, request.state.client_address, leave)
 
     return forward

@@ -4,14 +4,16 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from amana_common.app import create_app
 from amana_common.cli import ServiceEntry
 from gateway import service
 from gateway.api import docs_router, mount_docs_assets, proxy_router, token_router
+from gateway.paths import RefuseAmbiguousPaths
 from gateway.proxy import UpstreamProxy
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import InFlightLimiter, RateLimiter
 from gateway.service import OpenApiMerger
 from gateway.settings import GatewaySettings
 
@@ -21,7 +23,7 @@ def create_gateway_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def upstream_clients(app: FastAPI) -> AsyncIterator[None]:
-        proxy = UpstreamProxy(settings.upstream_connections)
+        proxy = UpstreamProxy(settings)
         control = httpx.AsyncClient(timeout=httpx.Timeout(5.0))  # readiness and docs only
         app.state.proxy = proxy
         app.state.control_client = control
@@ -36,7 +38,7 @@ def create_gateway_app(settings: GatewaySettings | None = None) -> FastAPI:
         return await service.upstream_readiness(settings, app.state.control_client)
 
     routers = [docs_router(), proxy_router(settings)]
-    if not settings.is_production:
+    if settings.dev_token_endpoint:  # refused in production by the settings
         routers.insert(0, token_router())
     app = create_app(
         settings,
@@ -50,7 +52,10 @@ def create_gateway_app(settings: GatewaySettings | None = None) -> FastAPI:
         limit_bodies=False,
     )
     mount_docs_assets(app)
+    # Innermost, so its refusals carry the request id: the last check before routing.
+    app.user_middleware.append(Middleware(RefuseAmbiguousPaths))
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    app.state.in_flight = InFlightLimiter(settings.max_concurrent_per_client)
     app.state.clients = settings.clients or (
         service.development_clients() if settings.environment == "development" else []
     )

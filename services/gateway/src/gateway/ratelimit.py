@@ -1,10 +1,12 @@
-"""Per-client token buckets: `rate` tokens a second, at most `burst` saved up."""
+"""Per-client limits: token buckets (`rate` requests a second, at most `burst` saved up) and
+a cap on the requests a client has in flight at once."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 MAX_TRACKED_CLIENTS = 100_000
@@ -41,3 +43,34 @@ class RateLimiter:
     @staticmethod
     def retry_after_header(wait_s: float) -> str:
         return str(max(1, math.ceil(wait_s)))
+
+
+class InFlightLimiter:
+    """At most `limit` requests of one client in the gateway at once, so that one client's
+    slow uploads or downloads cannot hold every upstream connection (per gateway replica)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._in_flight: dict[str, int] = {}
+
+    def enter(self, client: str) -> Callable[[], None] | None:
+        """Counts the request in and answers the function that counts it out, or None when
+        the client already has `limit` requests in flight."""
+        count = self._in_flight.get(client, 0)
+        if count >= self.limit:
+            return None
+        self._in_flight[client] = count + 1
+        left = False
+
+        def leave() -> None:
+            nonlocal left
+            if left:
+                return
+            left = True
+            remaining = self._in_flight[client] - 1
+            if remaining:
+                self._in_flight[client] = remaining
+            else:
+                del self._in_flight[client]
+
+        return leave

@@ -4,6 +4,7 @@ GATEWAY_ROUTES='[{"prefix": "/registry", "service": "registry", "upstream": "htt
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network
 from typing import ClassVar
 from uuid import UUID
 
@@ -53,6 +54,9 @@ def local_routes() -> list[Route]:
 class GatewaySettings(ServiceSettings):
     model_config = service_config("GATEWAY_")
     has_database: ClassVar[bool] = False
+    # The client address is the gateway's to work out (trusted_proxies), not uvicorn's: its
+    # default trusts X-Forwarded-For from loopback.
+    server_proxy_headers: ClassVar[bool] = False
 
     service_name: str = "gateway"
     port: int = 8000
@@ -62,12 +66,40 @@ class GatewaySettings(ServiceSettings):
         description="Services that are deployed (default: every route's service); /readyz and "
         "/openapi.json consult only these",
     )
+    dev_token_endpoint: bool = Field(
+        default=False,
+        description="Serve POST /auth/token (its clients: `clients`, or in development the "
+        "published <role>-dev ones). Never in production",
+    )
     clients: list[ClientCredentials] = Field(default_factory=list)
     token_lifetime_s: int = Field(default=900, ge=60, le=86_400)
     rate_limit_per_s: float = Field(default=100, gt=0)
     rate_limit_burst: int = Field(default=200, gt=0)
+    max_concurrent_per_client: int = Field(
+        default=32,
+        gt=0,
+        description="Requests one client (token subject or address) may have "
+        "in flight at once; more are 429",
+    )
+    trusted_proxies: list[IPv4Network | IPv6Network] = Field(
+        default_factory=list,
+        description="Networks of the proxies in front of the gateway (the ingress): only their "
+        "X-Forwarded-For hops are believed",
+    )
+    public_base_url: str = Field(
+        default="",
+        pattern=r"^(https?://[^/?#\s]+)?$",
+        description="The gateway's public URL (https://api.example.org) for absolute Location "
+        "headers; empty: Location is a path",
+    )
     cors_origins: list[str] = Field(default_factory=list)
-    upstream_connections: int = Field(default=200, gt=0)
+    upstream_connections: int = Field(default=100, gt=0, description="Connections per upstream")
+    upstream_connect_timeout_s: float = Field(
+        default=5, gt=0, le=60, description="Connecting, or waiting for a pooled connection"
+    )
+    body_idle_timeout_s: float = Field(
+        default=15, gt=0, le=600, description="A request body that stalls this long is 408"
+    )
 
     @field_validator("routes")
     @classmethod
@@ -78,9 +110,18 @@ class GatewaySettings(ServiceSettings):
         return routes
 
     @model_validator(mode="after")
-    def _no_wildcard_cors_in_production(self) -> GatewaySettings:
+    def _production_rules(self) -> GatewaySettings:
         if self.is_production and "*" in self.cors_origins:
             raise ValueError("production refuses CORS origin '*': list the frontends' origins")
+        if self.is_production and self.dev_token_endpoint:
+            raise ValueError(
+                "production refuses GATEWAY_DEV_TOKEN_ENDPOINT: tokens come from the identity "
+                "provider (GATEWAY_JWKS_URL)"
+            )
+        if self.token_lifetime_s > self.jwt_max_lifetime_s:
+            raise ValueError(
+                "token_lifetime_s exceeds jwt_max_lifetime_s: its tokens would be refused"
+            )
         return self
 
     def deployed_routes(self) -> list[Route]:
