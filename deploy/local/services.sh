@@ -38,13 +38,13 @@ jwt_secret() {
   cat "$file"
 }
 
-# What `make run` gives a service: development, the local secret, and for the gateway its
-# development token endpoint (with the published <role>-dev clients).
-dev_environment() {
-  local prefix
-  prefix="$(echo "$1" | tr 'a-z-' 'A-Z_')_"
-  echo "${prefix}ENVIRONMENT=development ${prefix}JWT_SECRET=$(jwt_secret)"
-  if [[ "$1" == gateway ]]; then echo "GATEWAY_DEV_TOKEN_ENDPOINT=true"; fi
+# What `make run` gives every service (amana_common.settings reads AMANA_ENVIRONMENT and
+# AMANA_JWT_SECRET when a service has no <PREFIX> value of its own): development, the local
+# secret, and the gateway's development token endpoint with the published <role>-dev clients.
+development_environment() {
+  export AMANA_ENVIRONMENT=development GATEWAY_DEV_TOKEN_ENDPOINT=true
+  AMANA_JWT_SECRET="$(jwt_secret)"
+  export AMANA_JWT_SECRET
 }
 
 wait_healthy() {
@@ -62,6 +62,7 @@ PY
 
 start() {
   mkdir -p "$LOGS" "$RUN"
+  development_environment
   local entry name port
   for entry in "${SERVICES[@]}"; do
     name="${entry%%:*}"
@@ -70,12 +71,9 @@ start() {
       log "$name already running (pid $(cat "$RUN/$name.pid"))"
       continue
     fi
-    # shellcheck disable=SC2046  # word splitting is meant: NAME=value pairs, no spaces
-    env $(dev_environment "$name") "$PYTHON" -m "$name" migrate >>"$LOGS/$name.log" 2>&1 \
+    "$PYTHON" -m "$name" migrate >>"$LOGS/$name.log" 2>&1 \
       || { tail -n 30 "$LOGS/$name.log" >&2; die "$name migrations failed"; }
-    # shellcheck disable=SC2046
-    nohup env $(dev_environment "$name") "$PYTHON" -m "$name" all --port "$port" \
-      >>"$LOGS/$name.log" 2>&1 </dev/null &
+    nohup "$PYTHON" -m "$name" all --port "$port" >>"$LOGS/$name.log" 2>&1 </dev/null &
     echo $! >"$RUN/$name.pid"
     wait_healthy "$name" "$port"
     log "$name on http://127.0.0.1:$port (docs: /docs, log: $LOGS/$name.log)"

@@ -31,6 +31,7 @@ from amana_common.topics import amana_topics
 from gateway.settings import local_routes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+JWKS_URL = "https://idp.example.org/certs"
 NAME, PORT = "sample", 8199
 # What the edited catalog entry says beyond the skeleton's defaults.
 ENTRY = """[services.sample]
@@ -195,7 +196,9 @@ def test_compose_runs_and_routes_to_the_service(added: Added) -> None:
 
 def test_the_helm_chart_deploys_and_routes_to_the_service(added: Added, helm: str) -> None:
     chart = added.root / "deploy" / "helm" / "amana"
-    rendered = run([helm, "template", "amana", str(chart)], added.env(), added.root)
+    # The chart renders only with a way to verify tokens: an example identity provider.
+    given = ["--set", f"global.jwksUrl={JWKS_URL}", "--set", "secrets.existingSecret=amana"]
+    rendered = run([helm, "template", "amana", str(chart), *given], added.env(), added.root)
     docs = [doc for doc in yaml.safe_load_all(rendered) if doc]
     names = {(doc["kind"], doc["metadata"]["name"]) for doc in docs}
     assert {
@@ -214,7 +217,7 @@ def test_the_helm_chart_deploys_and_routes_to_the_service(added: Added, helm: st
     assert routes["/samples"]["upstream"] == "http://amana-sample-api:8000"
     assert routes["/samples"]["timeout_s"] == 5
     assert routes["/sample-hooks"]["public_paths"] == ["^/providers/[^/]+$"]
-    run([helm, "lint", "--strict", str(chart)], added.env(), added.root)
+    run([helm, "lint", "--strict", str(chart), *given], added.env(), added.root)
 
 
 @pytest.fixture

@@ -30,6 +30,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     for name in ("DEMO_ENVIRONMENT", "DEMO_JWT_SECRET", "DEMO_JWKS_URL"):
         monkeypatch.delenv(name, raising=False)
+    for name in ("AMANA_ENVIRONMENT", "AMANA_JWT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def test_env_prefix_is_read_and_unprefixed_variables_are_not(
@@ -94,6 +96,27 @@ def test_the_old_defaults_are_among_the_refused_secrets() -> None:
         "dev-only-insecure-jwt-secret-change-me",
         "dev-only-compose-jwt-secret-not-for-production",
     } <= COMMITTED_JWT_SECRETS
+
+
+def test_a_stack_shares_its_environment_and_secret_unless_a_service_has_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AMANA_ENVIRONMENT", "development")
+    monkeypatch.setenv("AMANA_JWT_SECRET", STRONG_SECRET)
+
+    shared = DemoSettings()
+    monkeypatch.setenv("DEMO_ENVIRONMENT", "test")
+    own = DemoSettings()
+
+    assert (shared.environment, shared.jwt_secret) == ("development", STRONG_SECRET)
+    assert own.environment == "test"
+
+
+def test_an_unknown_shared_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMANA_ENVIRONMENT", "staging")
+
+    with pytest.raises(ValidationError, match="environment"):
+        DemoSettings(jwt_secret=STRONG_SECRET, database_url=STRONG_DB)
 
 
 def test_tests_get_a_generated_secret_shared_by_the_process() -> None:

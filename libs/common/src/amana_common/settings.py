@@ -53,8 +53,12 @@ class ServiceSettings(BaseSettings):
     server_proxy_headers: ClassVar[bool] = True
 
     service_name: str = "amana"
-    # Production unless told otherwise: a deployment that forgets the setting gets every check.
-    environment: Literal["development", "test", "production"] = "production"
+    # Production unless told otherwise (<PREFIX>ENVIRONMENT, else AMANA_ENVIRONMENT for every
+    # service): a deployment that forgets the setting gets every check.
+    environment: Literal["development", "test", "production"] = Field(
+        default_factory=lambda: os.environ.get("AMANA_ENVIRONMENT", "production"),
+        validate_default=True,
+    )
     database_url: str = ""
     kafka_bootstrap: str = Field(
         default_factory=lambda: os.environ.get("AMANA_KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP)
@@ -64,7 +68,8 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     max_body_bytes: int = 1_048_576
     db_pool_size: int = 10
-    jwt_secret: str = ""
+    # <PREFIX>JWT_SECRET, else AMANA_JWT_SECRET (one secret for every service of a stack).
+    jwt_secret: str = Field(default_factory=lambda: os.environ.get("AMANA_JWT_SECRET", ""))
     jwt_issuer: str = "amana-dev"
     jwt_audience: str = "amana"
     jwks_url: str = ""
