@@ -9,7 +9,7 @@ RUN := $(UV) run --frozen
 CATALOG := $(RUN) python -m amana_common.catalog
 PYTEST_ARGS ?=
 
-.PHONY: help uv sync infra run stop status test test-unit test-integration lint format contracts catalog service helm-lint logs bench bench-gateway
+.PHONY: help uv sync infra run stop status test test-unit test-integration lint format contracts catalog service helm-lint logs bench bench-gateway bench-disbursement
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -91,7 +91,10 @@ helm-lint: ## helm lint and template the chart (builds helm with go when missing
 	$$HELM template amana deploy/helm/amana --namespace amana >/dev/null && \
 	echo "helm: chart lints and renders"
 
-bench: bench-gateway ## every benchmark, each printing its figure and its bar
+bench: bench-gateway bench-disbursement ## every benchmark, each printing its figure and its bar
 
 bench-gateway: infra ## gateway p95 overhead over a direct call at 500 requests/s (bar: 5 ms)
 	@$(RUN) python bench/gateway_overhead.py --seconds 20
+
+bench-disbursement: infra ## 1M-line payroll to batches (<= 120 s), batch webhooks (>= 5,000 results/s), single webhooks (p95 <= 100 ms at 200/s)
+	@$(RUN) python bench/disbursement_throughput.py
