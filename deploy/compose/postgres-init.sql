@@ -4,3 +4,4 @@
 -- After adding a service, `docker compose down -v` re-initialises the volume.
 CREATE DATABASE amana_registry;
 CREATE DATABASE amana_provider;
+CREATE DATABASE amana_disbursement;

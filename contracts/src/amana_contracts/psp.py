@@ -35,6 +35,7 @@ ExceptionKind = Literal[
     "result_after_terminal",
     "result_after_expiry",
     "invalid_transition",
+    "unknown_reason_code",
 ]
 
 

@@ -1,0 +1,313 @@
+"""Disbursement at full size, against the local (or AMANA_DATABASE_URL) PostgreSQL:
+
+1. a 1,000,000-line payroll from PayrollApproved (1,000 chunks of 1,000 lines, each parsed
+   and applied in its own transaction as the consumer does) to batches ready for dispatch
+   (bar: <= 120 s);
+2. 100,000 payment results through batch webhooks of 5,000, signed, over HTTP to the service
+   running as its own process (bar: >= 5,000 results/s applied);
+3. single-result webhooks at 200 requests/s for 20 s, open loop (bar: p95 <= 100 ms).
+
+    make bench-disbursement      # or: uv run python bench/disbursement_throughput.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from sqlalchemy import func, select, text
+
+from amana_common.db import Database, create_database
+from amana_common.testing.clients import free_port
+from amana_common.testing.databases import migrated_test_database
+from amana_contracts.payroll import PayrollApprovedV1
+from disbursement import channels, service
+from disbursement.models import Batch, Payment
+from disbursement.settings import DEFAULT_SECRETS_KEY, DisbursementSettings
+
+REPO = Path(__file__).resolve().parents[1]
+PROVIDERS = [uuid.UUID(int=0x0193_0000_0000_7000_8000_0000_0000_BE00 + i) for i in range(4)]
+KEY = DisbursementSettings().secrets_key_bytes()
+
+
+def server_url() -> str:
+    if url := os.environ.get("AMANA_DATABASE_URL"):
+        return url
+    script = REPO / "deploy" / "local" / "pg.sh"
+    return subprocess.check_output(["bash", str(script), "url"], text=True).strip()
+
+
+def chunk_json(payroll: dict[str, Any], index: int, size: int) -> bytes:
+    lines = [
+        {
+            "line_id": str(uuid.uuid4()),
+            "household_id": str(uuid.uuid4()),
+            "household_number": f"H{index * size + i:010d}",
+            "location_code": "KE-047-0101",
+            "recipient": {
+                "member_id": str(uuid.uuid4()),
+                "given_name": "Amina",
+                "family_name": "Otieno",
+                "sex": "female",
+                "age_band": "35-59",
+                "identifier": {"scheme": "national_id", "value": f"{10_000_000 + i}"},
+                "phone": "+254700000001",
+            },
+            "provider_id": str(PROVIDERS[i % len(PROVIDERS)]),
+            "mechanism": "mobile_money",
+            "account": {"kind": "msisdn", "value": "+254700000001"},
+            "amount_minor": 250_000,
+        }
+        for i in range(size)
+    ]
+    return json.dumps({**payroll, "chunk_index": index, "lines": lines}).encode()
+
+
+async def release_bench(database: Database, lines: int, chunk_size: int) -> tuple[float, int]:
+    chunk_count = lines // chunk_size
+    payroll = {
+        "payroll_id": str(uuid.uuid4()),
+        "programme_id": str(uuid.uuid4()),
+        "programme_code": "BENCH",
+        "cycle_id": str(uuid.uuid4()),
+        "period_start": "2026-12-01",
+        "period_end": "2026-12-31",
+        "currency": "KES",
+        "payment_window_start": "2026-12-01",
+        "payment_window_end": "2099-12-31",
+        "approved_at": "2026-11-30T10:00:00Z",
+        "approved_by": "bench",
+        "line_count": lines,
+        "total_amount_minor": lines * 250_000,
+        "chunk_count": chunk_count,
+    }
+    print(f"generating {chunk_count} chunks of {chunk_size} lines ...", flush=True)
+    raw = [chunk_json(payroll, index, chunk_size) for index in range(chunk_count)]
+    print("applying them ...", flush=True)
+    started = time.perf_counter()
+    outcome = ""
+    for body in raw:
+        chunk = PayrollApprovedV1.model_validate_json(body)
+        async with database.sessionmaker() as session, session.begin():
+            outcome = await service.receive_payroll_chunk(session, chunk, 1000, datetime.now(UTC))
+    elapsed = time.perf_counter() - started
+    assert outcome == "released", outcome
+    async with database.sessionmaker() as session:
+        batches = await session.scalar(select(func.count()).select_from(Batch))
+    return elapsed, int(batches or 0)
+
+
+async def secrets(database: Database) -> dict[uuid.UUID, str]:
+    found = {}
+    async with database.sessionmaker() as session, session.begin():
+        for provider in PROVIDERS:
+            await session.execute(
+                text(
+                    "INSERT INTO providers VALUES (:id, 'BENCH', 'active', '{KES}', 'file', NULL,"
+                    " NULL, 'KES', 0, 0, '{}', 1, now()) ON CONFLICT DO NOTHING"
+                ),
+                {"id": provider},
+            )
+            _, secret = await service.rotate_webhook_secret(
+                session, provider, KEY, timedelta(0), "bench", datetime.now(UTC)
+            )
+            found[provider] = secret
+    return found
+
+
+async def open_numbers(database: Database, limit: int, offset: int) -> list[tuple[str, uuid.UUID]]:
+    async with database.sessionmaker() as session:
+        rows = await session.execute(
+            select(Payment.number, Payment.provider_id)
+            .order_by(Payment.number)
+            .offset(offset)
+            .limit(limit)
+        )
+        return [(number, provider) for number, provider in rows.all()]
+
+
+def body_of(numbers: list[str]) -> str:
+    now = datetime.now(UTC).isoformat()
+    results = [
+        {
+            "payment_number": number,
+            "status": "settled",
+            "amount_minor": 250_000,
+            "currency": "KES",
+            "provider_reference": f"B-{number}",
+            "occurred_at": now,
+        }
+        for number in numbers
+    ]
+    return json.dumps({"type": "payment.results", "results": results})
+
+
+def signed(secret: str, body: str) -> dict[str, str]:
+    headers = channels.sign(secret, f"msg_{uuid.uuid4().hex}", datetime.now(UTC), body)
+    return {**headers, "content-type": "application/json"}
+
+
+async def batch_webhooks(
+    base: str, keys: dict[uuid.UUID, str], numbers: list[tuple[str, uuid.UUID]]
+) -> float:
+    by_provider: dict[uuid.UUID, list[str]] = {}
+    for number, provider in numbers:
+        by_provider.setdefault(provider, []).append(number)
+    bodies = [
+        (provider, body_of(part[i : i + 5000]))
+        for provider, part in by_provider.items()
+        for i in range(0, len(part), 5000)
+    ]
+    applied = 0
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        started = time.perf_counter()
+        for provider, body in bodies:
+            url = f"{base}/webhooks/providers/{provider}"
+            async with http.post(url, data=body, headers=signed(keys[provider], body)) as answer:
+                assert answer.status == 200, await answer.text()
+                applied += (await answer.json())["applied"]
+        elapsed = time.perf_counter() - started
+    assert applied == len(numbers), applied
+    return applied / elapsed
+
+
+async def single_webhooks(
+    base: str,
+    keys: dict[uuid.UUID, str],
+    numbers: list[tuple[str, uuid.UUID]],
+    rate: int,
+    seconds: int,
+) -> tuple[float, float, float, int]:
+    rng = random.Random(7)
+    latencies: list[float] = []
+    errors = 0
+    prepared = [
+        (f"{base}/webhooks/providers/{provider}", body_of([number]), keys[provider])
+        for number, provider in numbers[: rate * seconds + rate]
+    ]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000)) as http:
+
+        async def one(url: str, body: str, secret: str) -> None:
+            nonlocal errors
+            started = time.perf_counter()
+            try:
+                async with http.post(url, data=body, headers=signed(secret, body)) as answer:
+                    await answer.read()
+                    if answer.status != 200:
+                        errors += 1
+            except aiohttp.ClientError:
+                errors += 1
+            latencies.append(time.perf_counter() - started)
+
+        tasks = []
+        began = time.perf_counter()
+        due = began
+        for url, body, secret in prepared:
+            due += rng.expovariate(rate)
+            if due - began > seconds:
+                break
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            tasks.append(asyncio.create_task(one(url, body, secret)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - began
+    ordered = sorted(latencies)
+
+    def percentile(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+
+    return len(ordered) / elapsed, percentile(50), percentile(95), errors
+
+
+def start_api(database_url: str, port: int) -> subprocess.Popen[bytes]:
+    env = os.environ | {
+        "DISBURSEMENT_DATABASE_URL": database_url,
+        "DISBURSEMENT_ENVIRONMENT": "test",
+        "DISBURSEMENT_LOG_LEVEL": "WARNING",
+        "DISBURSEMENT_SECRETS_KEY": DEFAULT_SECRETS_KEY,
+    }
+    log = open(REPO / ".local" / "bench-disbursement.log", "w")  # noqa: SIM115
+    child = subprocess.Popen(
+        [sys.executable, "-m", "disbursement", "api", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return child
+        except OSError:
+            time.sleep(0.2)
+    child.terminate()
+    raise SystemExit("the disbursement API did not start; see .local/bench-disbursement.log")
+
+
+async def run(args: argparse.Namespace) -> bool:
+    url = await migrated_test_database(
+        server_url(), "disbursement", REPO / "services" / "disbursement", "bench"
+    )
+    database = create_database(url, pool_size=5)
+    ok = True
+    try:
+        seconds, batches = await release_bench(database, args.lines, 1000)
+        passed = seconds <= 120
+        ok &= passed
+        print(
+            f"1. {args.lines:,} lines PayrollApproved -> {batches:,} batches ready: "
+            f"{seconds:.1f} s   bar: <= 120 s   {'PASS' if passed else 'FAIL'}",
+            flush=True,
+        )
+        keys = await secrets(database)
+        port = free_port()
+        api = start_api(url, port)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            rate = await batch_webhooks(base, keys, await open_numbers(database, args.results, 0))
+            passed = rate >= 5000
+            ok &= passed
+            print(
+                f"2. {args.results:,} results through batch webhooks of 5,000: "
+                f"{rate:,.0f} results/s   bar: >= 5,000/s   {'PASS' if passed else 'FAIL'}",
+                flush=True,
+            )
+            singles = await open_numbers(database, 200 * 25, args.results)
+            achieved, p50, p95, errors = await single_webhooks(base, keys, singles, 200, 20)
+            passed = p95 <= 100 and errors == 0
+            ok &= passed
+            print(
+                f"3. single-result webhooks at {achieved:.0f} requests/s for 20 s: "
+                f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, {errors} errors   bar: p95 <= 100 ms   "
+                f"{'PASS' if passed else 'FAIL'}",
+                flush=True,
+            )
+        finally:
+            api.terminate()
+            api.wait(timeout=20)
+    finally:
+        await database.dispose()
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--results", type=int, default=100_000)
+    return 0 if asyncio.run(run(parser.parse_args())) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

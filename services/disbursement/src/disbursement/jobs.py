@@ -1,0 +1,41 @@
+"""Scheduled work of the worker: payments still open after their payment window expire
+(PaymentFailed, outcome `expired`), so nothing stays pending forever."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from amana_common.db import Database
+from disbursement import service
+from disbursement.settings import DisbursementSettings
+
+log = logging.getLogger("amana.disbursement.expiry")
+
+
+class ExpiryJob:
+    def __init__(self, settings: DisbursementSettings, database: Database) -> None:
+        self.settings = settings
+        self.database = database
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.expire_all_due()
+            except Exception as error:  # the database is down: the next round retries
+                log.warning("expiry failed, retrying: %r", error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.expiry_interval_s)
+
+    async def expire_all_due(self) -> int:
+        """Expires every due payment, in transactions of `expiry_batch_size`."""
+        total = 0
+        while True:
+            async with self.database.sessionmaker() as session, session.begin():
+                expired = await service.expire_due_payments(
+                    session, service.now_utc(), self.settings.expiry_batch_size
+                )
+            total += expired
+            if expired < self.settings.expiry_batch_size:
+                return total
