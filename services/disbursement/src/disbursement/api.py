@@ -76,7 +76,7 @@ Reader = Annotated[Principal, READ_OWN]
 
 def _scoped(principal: Principal, provider_id: UUID | None) -> UUID | None:
     """A provider's token sees its own provider's objects only."""
-    return principal.provider_id if principal.is_provider_only else provider_id
+    return principal.provider_id if principal.is_provider_scoped else provider_id
 
 
 # --- payments ---------------------------------------------------------------------------------
