@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 from gateway.settings import GatewaySettings
 from provider.settings import ProviderSettings
@@ -38,7 +39,7 @@ REQUIRED = (
     "--set",
     f"secrets.jwtSecret={JWT_SECRET}",
     "--set",
-    f"secrets.database.password={DATABASE_PASSWORD}",
+    f"database.password={DATABASE_PASSWORD}",
 )
 CLIENT_SECRET_HASH = "pbkdf2_sha256$1000$c2FsdA$aGFzaA"
 GATEWAY_CLIENT: dict[str, Any] = {
@@ -55,6 +56,8 @@ DEPLOYMENTS = {
     if role == "api" or service.worker
 }
 MIGRATION_JOBS = {f"{RELEASE}-{service.slug}-migrate" for service in DEPLOYED if service.database}
+TOPICS_JOB = f"{RELEASE}-kafka-topics"
+TOPICS_COMPONENT = "kafka-topics"
 # A service added later, as a components entry.
 PAYROLL = {
     "database": {"enabled": True},
@@ -99,10 +102,12 @@ def refused(helm: str, *extra: str, given: tuple[str, ...] = REQUIRED) -> str:
     return result.stderr
 
 
-def render_values(helm: str, tmp_path: Path, values: dict[str, Any]) -> list[Doc]:
+def render_values(
+    helm: str, tmp_path: Path, values: dict[str, Any], given: tuple[str, ...] = REQUIRED
+) -> list[Doc]:
     path = tmp_path / "values.yaml"
     path.write_text(yaml.safe_dump(values))
-    return render(helm, "--values", str(path))
+    return render(helm, "--values", str(path), given=given)
 
 
 def of_kind(docs: list[Doc], kind: str) -> list[Doc]:
@@ -126,10 +131,13 @@ def pod_specs(docs: list[Doc]) -> Iterator[tuple[str, Doc]]:
 
 
 def containers(docs: list[Doc]) -> Iterator[tuple[str, str, Doc]]:
-    """(where, component, container) of every Deployment and Job."""
+    """(where, component, container) of every Deployment and Job of a service (the topic
+    creator excepted)."""
     for doc in docs:
         if doc["kind"] in ("Deployment", "Job"):
             component = doc["spec"]["template"]["metadata"]["labels"][SERVICE_LABEL]
+            if component == TOPICS_COMPONENT:
+                continue
             for container in doc["spec"]["template"]["spec"]["containers"]:
                 yield f"{doc['kind']}/{doc['metadata']['name']}", component, container
 
@@ -151,7 +159,13 @@ def secret_data(secret: Doc) -> dict[str, str]:
 
 
 def secret_values(docs: list[Doc]) -> set[str]:
-    return {value for secret in of_kind(docs, "Secret") for value in secret_data(secret).values()}
+    """What the Secrets hold, user names (not secret) excepted."""
+    return {
+        value
+        for secret in of_kind(docs, "Secret")
+        for key, value in secret_data(secret).items()
+        if not key.endswith("-username")
+    }
 
 
 def chart_secret(docs: list[Doc]) -> Doc:
@@ -220,9 +234,9 @@ def configured_docs(helm: str, tmp_path_factory: pytest.TempPathFactory) -> list
         "global": {"environment": "development"},
         "secrets": {
             "jwtSecret": JWT_SECRET,
-            "database": {"password": "database-password-under-test"},
             "gatewayClients": [GATEWAY_CLIENT],
         },
+        "database": {"password": "database-password-under-test"},
         "provider": {"allowedApiHosts": ["api.psp.example", "*.mpesa.example"]},
         "gateway": {
             "corsOrigins": ["https://console.example"],
@@ -231,7 +245,7 @@ def configured_docs(helm: str, tmp_path_factory: pytest.TempPathFactory) -> list
             "publicBaseUrl": "https://api.amana.example",
         },
     }
-    return render_values(helm, tmp_path_factory.mktemp("configured"), values)
+    return render_values(helm, tmp_path_factory.mktemp("configured"), values, given=())
 
 
 # --------------------------------------------------------------------------- lint
@@ -260,14 +274,16 @@ def test_deployments_are_the_services_apis_and_workers(default_docs: list[Doc]) 
     for name in DEPLOYMENTS:
         component, role = name.removeprefix(f"{RELEASE}-").rsplit("-", 1)
         assert container_of(default_docs, name)["args"] == [component, role]
-        assert named(default_docs, "Deployment", name)["spec"]["replicas"] >= 1
+        replicas = named(default_docs, "Deployment", name)["spec"].get("replicas")
+        # An api's replicas are its HorizontalPodAutoscaler's.
+        assert replicas >= 1 if role == "worker" else replicas is None
 
 
 def test_gateway_has_no_worker_migration_or_database(default_docs: list[Doc]) -> None:
     assert not any("gateway-worker" in name for name in names(default_docs, "Deployment"))
     assert not any("gateway" in name for name in names(default_docs, "Job"))
     for secret in of_kind(default_docs, "Secret"):
-        assert "gateway-database-url" not in secret.get("data", {})
+        assert "gateway-database-password" not in secret.get("data", {})
     assert "GATEWAY_DATABASE_URL" not in env_of(
         container_of(default_docs, f"{RELEASE}-gateway-api")
     )
@@ -314,15 +330,20 @@ def test_api_services_select_only_their_api_pods(default_docs: list[Doc]) -> Non
         assert service["spec"]["type"] == "ClusterIP"
 
 
-def test_workers_have_no_port(default_docs: list[Doc]) -> None:
-    for deployment in of_kind(default_docs, "Deployment"):
-        if deployment["metadata"]["name"].endswith("-worker"):
-            assert "ports" not in deployment["spec"]["template"]["spec"]["containers"][0]
+def test_workers_serve_their_probes_but_no_service(default_docs: list[Doc]) -> None:
+    workers = [name for name in DEPLOYMENTS if name.endswith("-worker")]
+    assert workers
+    for name in workers:
+        container = container_of(default_docs, name)
+        component = name.removeprefix(f"{RELEASE}-").removesuffix("-worker")
+        assert env_of(container)[f"{env_prefix(component)}WORKER_PROBES"]["value"] == "true"
+        assert [port["name"] for port in container["ports"]] == ["http"]
+        assert name not in names(default_docs, "Service")
 
 
 def test_containers_run_as_non_root_with_read_only_root(default_docs: list[Doc]) -> None:
     specs = list(pod_specs(default_docs))
-    assert len(specs) == len(DEPLOYMENTS) + len(MIGRATION_JOBS)
+    assert len(specs) == len(DEPLOYMENTS) + len(MIGRATION_JOBS) + 1  # the topic creator
     for where, spec in specs:
         assert spec["securityContext"]["runAsNonRoot"] is True, where
         assert spec["securityContext"]["runAsUser"] == APP_UID, where
@@ -351,15 +372,19 @@ def test_workloads_read_their_configmap_and_the_secret(default_docs: list[Doc]) 
         assert config[f"{prefix}PORT"] == "8000"
         assert config[f"{prefix}ENVIRONMENT"] == "production"
         assert config[f"{prefix}KAFKA_BOOTSTRAP"] == config["AMANA_KAFKA_BOOTSTRAP"]
-        database_url = env_of(container).get(f"{prefix}DATABASE_URL")
+        env = env_of(container)
         if component in SERVICES_WITH_DATABASE:
-            assert database_url is not None, where
-            assert database_url["valueFrom"]["secretKeyRef"] == {
-                "name": secret,
-                "key": f"{component}-database-url",
-            }
+            assert config[f"{prefix}DATABASE_URL"] == (
+                f"postgresql+asyncpg://postgres:5432/amana_{component}"
+            )
+            for field in ("USER", "PASSWORD"):
+                assert env[f"{prefix}DATABASE_{field}"]["valueFrom"]["secretKeyRef"] == {
+                    "name": secret,
+                    "key": f"{component}-database-{'username' if field == 'USER' else 'password'}",
+                }, where
         else:
-            assert database_url is None, where
+            assert f"{prefix}DATABASE_URL" not in config, where
+            assert f"{prefix}DATABASE_PASSWORD" not in env, where
 
 
 def test_services_accept_their_environment(
@@ -370,7 +395,9 @@ def test_services_accept_their_environment(
         assert settings.jwt_secret == JWT_SECRET, where
         assert settings.port == 8000, where
         if component in SERVICES_WITH_DATABASE:
-            assert settings.database_url.endswith(f"/amana_{component}"), where
+            url = make_url(settings.database_url)
+            assert url.database == f"amana_{component}", where
+            assert (url.username, url.password) == ("amana", "database-password-under-test")
         if isinstance(settings, ProviderSettings):
             assert settings.allowed_api_hosts == ["api.psp.example", "*.mpesa.example"]
         if isinstance(settings, GatewaySettings):
@@ -447,7 +474,7 @@ def test_jwks_url_reaches_every_component(helm: str) -> None:
 
 
 def test_migration_jobs_only_for_services_with_a_database(default_docs: list[Doc]) -> None:
-    assert names(default_docs, "Job") == MIGRATION_JOBS
+    assert names(default_docs, "Job") == MIGRATION_JOBS | {TOPICS_JOB}
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES_WITH_DATABASE))
@@ -469,6 +496,8 @@ def test_migration_job_is_a_pre_install_pre_upgrade_hook(
 def test_migration_jobs_need_nothing_created_after_the_hook(default_docs: list[Doc]) -> None:
     """On a first install, pre-install hooks run before the release's resources exist."""
     for job in of_kind(default_docs, "Job"):
+        if job["metadata"]["name"] not in MIGRATION_JOBS:
+            continue
         job_weight = int(job["metadata"]["annotations"]["helm.sh/hook-weight"])
         spec = job["spec"]["template"]["spec"]
         assert "serviceAccountName" not in spec
@@ -479,7 +508,7 @@ def test_migration_jobs_need_nothing_created_after_the_hook(default_docs: list[D
             for entry in container["env"]
             if "valueFrom" in entry
         }
-        assert secret_names, "the migration Job must read its database URL from a Secret"
+        assert secret_names, "the migration Job must read its database credentials from a Secret"
         for name in secret_names:
             annotations = named(default_docs, "Secret", name)["metadata"]["annotations"]
             assert "pre-install" in annotations["helm.sh/hook"].split(",")
@@ -488,7 +517,7 @@ def test_migration_jobs_need_nothing_created_after_the_hook(default_docs: list[D
 
 
 def test_migrations_can_be_disabled(helm: str) -> None:
-    docs = render(helm, "--set", "migrations.enabled=false")
+    docs = render(helm, "--set", "migrations.enabled=false", "--set", "kafkaTopics.enabled=false")
     assert not of_kind(docs, "Job")
     assert all("helm.sh/hook" not in (d["metadata"].get("annotations") or {}) for d in docs)
 
@@ -496,17 +525,20 @@ def test_migrations_can_be_disabled(helm: str) -> None:
 # --------------------------------------------------------------------------- secrets
 
 
-def test_secret_holds_the_jwt_secret_and_database_urls(configured_docs: list[Doc]) -> None:
+def test_secret_holds_the_jwt_secret_and_database_credentials(
+    configured_docs: list[Doc],
+) -> None:
     data = secret_data(chart_secret(configured_docs))
     assert data.keys() == {"jwt-secret", "gateway-clients"} | {
-        f"{service}-database-url" for service in SERVICES_WITH_DATABASE
+        f"{service}-database-{field}"
+        for service in SERVICES_WITH_DATABASE
+        for field in ("username", "password")
     }
     assert data["jwt-secret"] == JWT_SECRET
     assert json.loads(data["gateway-clients"]) == [GATEWAY_CLIENT]
     for service in SERVICES_WITH_DATABASE:
-        url = data[f"{service}-database-url"]
-        assert url.startswith("postgresql+asyncpg://")
-        assert url.endswith(f"/amana_{service}")
+        assert data[f"{service}-database-username"] == "amana"
+        assert data[f"{service}-database-password"] == "database-password-under-test"
 
 
 def test_no_secret_value_in_configmaps_or_literal_env(configured_docs: list[Doc]) -> None:
@@ -515,13 +547,13 @@ def test_no_secret_value_in_configmaps_or_literal_env(configured_docs: list[Doc]
     sensitive = values | {"database-password-under-test", CLIENT_SECRET_HASH}
     for config_map in of_kind(configured_docs, "ConfigMap"):
         for key, value in (config_map.get("data") or {}).items():
-            assert not key.endswith(("DATABASE_URL", "JWT_SECRET", "CLIENTS")), key
+            assert not key.endswith(("DATABASE_PASSWORD", "JWT_SECRET", "CLIENTS")), key
             assert not any(secret in value for secret in sensitive), key
     for where, _, container in containers(configured_docs):
         for entry in container.get("env") or []:
             literal = str(entry.get("value", ""))
             assert not any(secret in literal for secret in sensitive), where
-            if entry["name"].endswith(("DATABASE_URL", "JWT_SECRET", "CLIENTS")):
+            if entry["name"].endswith(("DATABASE_PASSWORD", "JWT_SECRET", "CLIENTS")):
                 assert "secretKeyRef" in entry["valueFrom"], where
 
 
@@ -558,17 +590,17 @@ def test_production_with_existing_secret(production_docs: list[Doc]) -> None:
         for entry in container["env"]:
             if "valueFrom" in entry:
                 assert entry["valueFrom"]["secretKeyRef"]["name"] == "amana-prod-secrets", where
-        database_url = env_of(container).get(f"{env_prefix(component)}DATABASE_URL")
+        password = env_of(container).get(f"{env_prefix(component)}DATABASE_PASSWORD")
         if component in SERVICES_WITH_DATABASE:
-            assert database_url is not None, where
-            assert database_url["valueFrom"]["secretKeyRef"]["key"] == (f"{component}-database-url")
+            assert password is not None, where
+            assert password["valueFrom"]["secretKeyRef"]["key"] == f"{component}-database-password"
     clients = env_of(container_of(production_docs, f"{RELEASE}-gateway-api"))["GATEWAY_CLIENTS"]
     assert clients["valueFrom"]["secretKeyRef"]["optional"] is True
 
 
 @pytest.mark.parametrize("environment", ["production", "development", "test"])
 def test_the_chart_needs_a_jwt_secret_or_a_jwks_url(helm: str, environment: str) -> None:
-    password = ("--set", f"secrets.database.password={DATABASE_PASSWORD}")
+    password = ("--set", f"database.password={DATABASE_PASSWORD}")
     error = refused(helm, "--set", f"global.environment={environment}", *password, given=())
     assert "secrets.jwtSecret" in error and "global.jwksUrl" in error
 
@@ -656,15 +688,15 @@ def test_a_new_service_is_only_a_components_entry(helm: str, tmp_path: Path) -> 
         f"{RELEASE}-payroll-api",
         f"{RELEASE}-payroll-worker",
     }
-    assert names(docs, "Job") == MIGRATION_JOBS | {f"{RELEASE}-payroll-migrate"}
+    assert names(docs, "Job") == MIGRATION_JOBS | {TOPICS_JOB, f"{RELEASE}-payroll-migrate"}
     config = named(docs, "ConfigMap", f"{RELEASE}-payroll")["data"]
     assert config["PAYROLL_ENVIRONMENT"] == "production"
     env = env_of(container_of(docs, f"{RELEASE}-payroll-api"))
-    assert env["PAYROLL_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == (
-        "payroll-database-url"
+    assert env["PAYROLL_DATABASE_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == (
+        "payroll-database-password"
     )
-    url = secret_data(chart_secret(docs))["payroll-database-url"]
-    assert url.endswith("/amana_payroll")
+    assert secret_data(chart_secret(docs))["payroll-database-password"] == DATABASE_PASSWORD
+    assert config["PAYROLL_DATABASE_URL"].endswith("/amana_payroll")
     assert gateway_routes(docs)["/payroll"]["upstream"] == f"http://{RELEASE}-payroll-api:8000"
 
 
@@ -682,7 +714,7 @@ def test_a_disabled_component_renders_nothing(helm: str, tmp_path: Path) -> None
     docs = render_values(helm, tmp_path, {"components": {"psp-sandbox": sandbox}})
     assert not [doc for doc in docs if "psp-sandbox" in doc["metadata"]["name"]]
     assert "/payroll" not in gateway_routes(docs)
-    assert "psp-sandbox-database-url" not in secret_data(chart_secret(docs))
+    assert "psp-sandbox-database-password" not in secret_data(chart_secret(docs))
     enabled = render_values(
         helm, tmp_path, {"components": {"psp-sandbox": sandbox | {"enabled": True}}}
     )

@@ -5,6 +5,7 @@ import secrets
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 
 from amana_common.settings import (
     COMMITTED_JWT_SECRETS,
@@ -182,3 +183,39 @@ def test_production_with_a_jwks_url_needs_no_shared_secret() -> None:
     )
 
     assert settings.jwt_secret == ""
+
+
+def test_database_credentials_of_their_own_replace_the_urls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Kubernetes gives the credentials from a Secret and the address from a ConfigMap."""
+    monkeypatch.setenv("DEMO_DATABASE_URL", "postgresql+asyncpg://db.internal:5432/amana_demo")
+    monkeypatch.setenv("DEMO_DATABASE_USER", "demo_app")
+    monkeypatch.setenv("DEMO_DATABASE_PASSWORD", "p@ss/w:rd#%?")
+
+    settings = DemoSettings(jwt_secret=STRONG_SECRET)
+
+    url = make_url(settings.database_url)
+    assert (url.username, url.password) == ("demo_app", "p@ss/w:rd#%?")
+    assert (url.host, url.port, url.database) == ("db.internal", 5432, "amana_demo")
+    assert "p@ss/w:rd#%?" not in repr(settings)
+
+
+def test_a_database_password_alone_keeps_the_urls_user() -> None:
+    settings = DemoSettings(
+        environment="test",
+        database_url="postgresql+asyncpg://svc:amana@db.internal/amana_demo",
+        database_password="Vx9-long-random-pw",
+    )
+
+    url = make_url(settings.database_url)
+    assert (url.username, url.password) == ("svc", "Vx9-long-random-pw")
+
+
+def test_production_refuses_a_url_without_a_password() -> None:
+    with pytest.raises(ValidationError, match="database password"):
+        DemoSettings(
+            jwt_secret=STRONG_SECRET,
+            database_url="postgresql+asyncpg://db.internal/amana_demo",
+            database_user="demo_app",
+        )

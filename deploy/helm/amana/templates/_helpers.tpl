@@ -109,19 +109,57 @@ app.kubernetes.io/component: {{ .role }}
 {{- default (printf "amana_%s" (.name | replace "-" "_")) $db.name -}}
 {{- end -}}
 
-{{- define "amana.databaseUrlKey" -}}
-{{- printf "%s-database-url" .name -}}
+{{/*
+The database settings of one component, as YAML: `database` under the component's own
+`database` (host, port, sslmode, caSecret, existingSecret, keys, user, password), its name,
+and "{component}" in host and existingSecret replaced by the component's name.
+Call with (dict "root" $ "name" "registry" "component" $c).
+*/}}
+{{- define "amana.database" -}}
+{{- $own := omit (default dict .component.database) "enabled" "name" -}}
+{{- $d := mergeOverwrite (deepCopy .root.Values.database) $own -}}
+{{- $_ := set $d "host" (replace "{component}" .name (toString $d.host)) -}}
+{{- $_ := set $d "existingSecret" (replace "{component}" .name (toString $d.existingSecret)) -}}
+{{- $_ := set $d "name" (include "amana.databaseName" .) -}}
+{{- toYaml $d -}}
 {{- end -}}
 
-{{/* Call with (dict "root" $ "name" "registry" "component" $c). */}}
+{{/* <PREFIX>DATABASE_URL without credentials (they come from a Secret of their own). */}}
 {{- define "amana.databaseUrl" -}}
-{{- $s := .root.Values.secrets -}}
-{{- $explicit := get (default dict $s.databaseUrls) .name -}}
-{{- if $explicit -}}
-{{- $explicit -}}
+{{- $d := include "amana.database" . | fromYaml -}}
+{{- printf "postgresql+asyncpg://%s:%v/%s" $d.host $d.port $d.name -}}
+{{- end -}}
+
+{{/* Where the PostgreSQL server's CA certificate is mounted (database.caSecret). */}}
+{{- define "amana.databaseCaPath" -}}/etc/amana/postgres-ca{{- end -}}
+
+{{/*
+The Secret and keys of one component's database credentials, as YAML: database.existingSecret
+with usernameKey/passwordKey, else the release's Secret (the chart's or secrets.existingSecret)
+with <component>-database-username/-password. Call with the component context and secretName.
+*/}}
+{{- define "amana.databaseCredentials" -}}
+{{- $d := include "amana.database" . | fromYaml -}}
+{{- if $d.existingSecret -}}
+secret: {{ $d.existingSecret }}
+usernameKey: {{ $d.usernameKey }}
+passwordKey: {{ $d.passwordKey }}
 {{- else -}}
-{{- $db := $s.database -}}
-{{- printf "postgresql+asyncpg://%s:%s@%s:%v/%s" (urlquery $db.user) (urlquery $db.password) $db.host $db.port (include "amana.databaseName" .) -}}
+secret: {{ .secretName }}
+usernameKey: {{ printf "%s-database-username" .name }}
+passwordKey: {{ printf "%s-database-password" .name }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Autoscaling of one role of a component (only apis scale): `autoscaling` under the api's own.
+Call with (dict "root" $ "spec" $api "role" "api").
+*/}}
+{{- define "amana.autoscaling" -}}
+{{- if eq .role "api" -}}
+{{- toYaml (mergeOverwrite (deepCopy .root.Values.autoscaling) (default dict .spec.autoscaling)) -}}
+{{- else -}}
+enabled: false
 {{- end -}}
 {{- end -}}
 
@@ -219,6 +257,18 @@ AMANA_KAFKA_BOOTSTRAP: {{ $g.kafka.bootstrap | quote }}
 {{- with $g.jwksUrl }}
 {{ $p }}JWKS_URL: {{ . | quote }}
 {{- end }}
+{{- if include "amana.hasDatabase" . }}
+{{- $d := include "amana.database" . | fromYaml }}
+{{ $p }}DATABASE_URL: {{ include "amana.databaseUrl" . | quote }}
+PGSSLMODE: {{ $d.sslmode | quote }}
+{{- if $d.caSecret }}
+PGSSLROOTCERT: {{ printf "%s/%s" (include "amana.databaseCaPath" .) $d.caKey | quote }}
+{{- end }}
+{{- end }}
+{{- with $g.otel.endpoint }}
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
+OTEL_SERVICE_NAME: {{ printf "amana-%s" $.name | quote }}
+{{- end }}
 {{- include "amana.serviceSpecificConfig" . }}
 {{- range $key, $value := $g.env }}
 {{ $key }}: {{ $value | quote }}
@@ -249,18 +299,25 @@ AMANA_KAFKA_BOOTSTRAP: {{ $g.kafka.bootstrap | quote }}
 {{- define "amana.kafkaTlsPath" -}}/etc/amana/kafka-tls{{- end -}}
 
 {{/*
-The env list of one container: the secret environment (database URL, JWT secret) as
-references to the Secret, never literal values, then the literal `extra` map.
+The env list of one container: the secret environment (database credentials, JWT secret,
+Kafka credentials, the component's secretEnv) as references to Secrets, never literal values,
+then the literal `extra` map.
 Call with (dict "root" $ "name" "registry" "component" $c "secretName" "..." "extra" $map).
 */}}
 {{- define "amana.containerEnv" -}}
 {{- $p := include "amana.envPrefix" . -}}
 {{- if include "amana.hasDatabase" . }}
-- name: {{ $p }}DATABASE_URL
+{{- $cred := include "amana.databaseCredentials" . | fromYaml }}
+- name: {{ $p }}DATABASE_USER
   valueFrom:
     secretKeyRef:
-      name: {{ .secretName }}
-      key: {{ include "amana.databaseUrlKey" . }}
+      name: {{ $cred.secret }}
+      key: {{ $cred.usernameKey }}
+- name: {{ $p }}DATABASE_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $cred.secret }}
+      key: {{ $cred.passwordKey }}
 {{- end }}
 {{- if include "amana.hasJwtSecret" .root }}
 - name: {{ $p }}JWT_SECRET
@@ -272,18 +329,7 @@ Call with (dict "root" $ "name" "registry" "component" $c "secretName" "..." "ex
       optional: true
       {{- end }}
 {{- end }}
-{{- with .root.Values.global.kafka.existingSecret }}
-- name: {{ $p }}KAFKA_SASL_USERNAME
-  valueFrom:
-    secretKeyRef:
-      name: {{ . }}
-      key: {{ $.root.Values.global.kafka.usernameKey }}
-- name: {{ $p }}KAFKA_SASL_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ . }}
-      key: {{ $.root.Values.global.kafka.passwordKey }}
-{{- end }}
+{{- include "amana.kafkaSecretEnv" (dict "root" .root "prefix" $p) }}
 {{- if include "amana.isGateway" . }}
 - name: {{ $p }}CLIENTS
   valueFrom:
@@ -292,10 +338,49 @@ Call with (dict "root" $ "name" "registry" "component" $c "secretName" "..." "ex
       key: gateway-clients
       optional: true
 {{- end }}
+{{- range $setting, $ref := .component.secretEnv }}
+{{- if include "amana.secretEnvRendered" (dict "root" $.root "ref" $ref) }}
+- name: {{ $p }}{{ $setting }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ default $.secretName $ref.secretName }}
+      key: {{ $ref.key }}
+      {{- if $ref.optional }}
+      optional: true
+      {{- end }}
+{{- end }}
+{{- end }}
 {{- range $key, $value := .extra }}
 - name: {{ $key }}
   value: {{ $value | quote }}
 {{- end }}
+{{- end -}}
+
+{{/* The Kafka SASL credentials (global.kafka.existingSecret). Call with root and prefix. */}}
+{{- define "amana.kafkaSecretEnv" -}}
+{{- $k := .root.Values.global.kafka -}}
+{{- with $k.existingSecret }}
+- name: {{ $.prefix }}KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $k.usernameKey }}
+- name: {{ $.prefix }}KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $k.passwordKey }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Whether a secretEnv entry becomes an env reference: always with a Secret someone manages
+(its own secretName or secrets.existingSecret); with the chart's Secret only when
+secrets.values holds its key (else the service's development default applies, and production
+refuses to render a required one). Call with (dict "root" $ "ref" $ref).
+*/}}
+{{- define "amana.secretEnvRendered" -}}
+{{- if or .ref.secretName .root.Values.secrets.existingSecret (hasKey (default dict .root.Values.secrets.values) .ref.key) -}}true{{- end -}}
 {{- end -}}
 
 {{/* The data of the chart-managed Secret (base64), also used by the migration hook Secret. */}}
@@ -309,57 +394,84 @@ gateway-clients: {{ toJson . | b64enc | quote }}
 {{- range $name, $c := .Values.components }}
 {{- $ctx := dict "root" $ "name" $name "component" $c }}
 {{- if include "amana.hasDatabase" $ctx }}
-{{ include "amana.databaseUrlKey" $ctx }}: {{ include "amana.databaseUrl" $ctx | b64enc | quote }}
+{{- $d := include "amana.database" $ctx | fromYaml }}
+{{- if not $d.existingSecret }}
+{{ printf "%s-database-username" $name }}: {{ $d.user | toString | b64enc | quote }}
+{{ printf "%s-database-password" $name }}: {{ $d.password | toString | b64enc | quote }}
 {{- end }}
+{{- end }}
+{{- end }}
+{{- range $key, $value := .Values.secrets.values }}
+{{ $key }}: {{ $value | toString | b64enc | quote }}
 {{- end }}
 {{- end -}}
 
 {{/* ---------------------------------------------------------------- pods */}}
 
-{{/* Pod-level settings shared by every Deployment and Job. */}}
+{{/*
+Pod-level settings shared by every Deployment and Job: security context, scheduling, the
+writable /tmp, the Kafka and PostgreSQL CA volumes. Call with (dict "root" $ "name" ...
+"component" $c), or a component of its own (the topic creator).
+*/}}
 {{- define "amana.podDefaults" -}}
-{{- with .Values.imagePullSecrets }}
+{{- $v := .root.Values -}}
+{{- with $v.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 securityContext:
-  {{- toYaml .Values.podSecurityContext | nindent 2 }}
-{{- with .Values.nodeSelector }}
+  {{- toYaml $v.podSecurityContext | nindent 2 }}
+{{- with $v.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.tolerations }}
+{{- with $v.tolerations }}
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.affinity }}
+{{- with $v.affinity }}
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 volumes:
   - name: tmp
     emptyDir:
-      sizeLimit: {{ .Values.tmpVolume.sizeLimit }}
-{{- with .Values.global.kafka.tlsSecret }}
+      sizeLimit: {{ $v.tmpVolume.sizeLimit }}
+{{- with $v.global.kafka.tlsSecret }}
   - name: kafka-tls
     secret:
       secretName: {{ . }}
       defaultMode: 0440
 {{- end }}
+{{- if include "amana.hasDatabase" . }}
+{{- with (include "amana.database" . | fromYaml).caSecret }}
+  - name: postgres-ca
+    secret:
+      secretName: {{ . }}
+      defaultMode: 0440
+{{- end }}
+{{- end }}
 {{- end -}}
 
-{{/* Container-level settings shared by every container: image, securityContext, /tmp. */}}
+{{/* Container-level settings shared by every container: image, securityContext, /tmp, the
+CA volumes. Call as amana.podDefaults. */}}
 {{- define "amana.containerDefaults" -}}
-image: {{ include "amana.image" . | quote }}
-imagePullPolicy: {{ .Values.image.pullPolicy }}
+{{- $v := .root.Values -}}
+image: {{ include "amana.image" .root | quote }}
+imagePullPolicy: {{ $v.image.pullPolicy }}
 securityContext:
-  {{- toYaml .Values.securityContext | nindent 2 }}
+  {{- toYaml $v.securityContext | nindent 2 }}
 volumeMounts:
   - name: tmp
     mountPath: /tmp
-{{- if .Values.global.kafka.tlsSecret }}
+{{- if $v.global.kafka.tlsSecret }}
   - name: kafka-tls
     mountPath: {{ include "amana.kafkaTlsPath" . }}
+    readOnly: true
+{{- end }}
+{{- if and (include "amana.hasDatabase" .) (include "amana.database" . | fromYaml).caSecret }}
+  - name: postgres-ca
+    mountPath: {{ include "amana.databaseCaPath" . }}
     readOnly: true
 {{- end }}
 {{- end -}}
@@ -380,16 +492,46 @@ development secrets; run once, from components.yaml. */}}
 {{- if not (or $v.secrets.jwtSecret $v.secrets.existingSecret $v.global.jwksUrl) -}}
 {{- fail "the services verify tokens with a shared secret or the identity provider's keys: set secrets.jwtSecret (at least 32 random bytes; or secrets.existingSecret holding jwt-secret) or global.jwksUrl" -}}
 {{- end -}}
-{{- if and (eq $v.global.environment "production") (not $v.secrets.existingSecret) -}}
+{{- include "amana.validateDatabase" . -}}
+{{- include "amana.validateSecretEnv" . -}}
+{{- end -}}
+
+{{/* Per component with a database: credentials that are not the defaults in production, a CA
+for the verifying SSL modes. */}}
+{{- define "amana.validateDatabase" -}}
+{{- $v := .Values -}}
 {{- range $name, $c := $v.components -}}
 {{- $ctx := dict "root" $ "name" $name "component" $c -}}
-{{- if and (include "amana.hasDatabase" $ctx) (not (get (default dict $v.secrets.databaseUrls) $name)) (has (toString $v.secrets.database.password) (list "" "amana" "postgres" "password")) -}}
-{{- fail (printf "production needs secrets.existingSecret, secrets.databaseUrls.%s or a real secrets.database.password" $name) -}}
+{{- if include "amana.hasDatabase" $ctx -}}
+{{- $d := include "amana.database" $ctx | fromYaml -}}
+{{- if not (has $d.sslmode (list "disable" "allow" "prefer" "require" "verify-ca" "verify-full")) -}}
+{{- fail (printf "components.%s: database.sslmode %q is not a PostgreSQL SSL mode" $name $d.sslmode) -}}
+{{- end -}}
+{{- if and (hasPrefix "verify-" $d.sslmode) (not $d.caSecret) -}}
+{{- fail (printf "components.%s: database.sslmode %s needs database.caSecret (the server's CA)" $name $d.sslmode) -}}
+{{- end -}}
+{{- if and (eq $v.global.environment "production") (not $d.existingSecret) (not $v.secrets.existingSecret) (has (toString $d.password) (list "" "amana" "postgres" "password")) -}}
+{{- fail (printf "production needs database.existingSecret (the credentials' Secret, e.g. CloudNativePG's <cluster>-app), secrets.existingSecret or a real database.password (components.%s)" $name) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
 
+{{/* In production, a required secretEnv setting must reach its service: the chart's own
+Secret must hold it (with a Secret you manage, it must hold the key). */}}
+{{- define "amana.validateSecretEnv" -}}
+{{- if eq .Values.global.environment "production" -}}
+{{- range $name, $c := .Values.components -}}
+{{- if include "amana.enabled" $c -}}
+{{- range $setting, $ref := $c.secretEnv -}}
+{{- if and (not $ref.optional) (not (include "amana.secretEnvRendered" (dict "root" $ "ref" $ref))) -}}
+{{- fail (printf "production needs components.%s's %s: put %s into secrets.existingSecret (or secrets.values.%s, or set its secretName)" $name $setting $ref.key $ref.key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 
 {{/* global.kafka: credentials for SASL, a certificate with its key, replicas in production. */}}
 {{- define "amana.validateKafka" -}}
@@ -412,4 +554,61 @@ development secrets; run once, from components.yaml. */}}
 {{- if gt (int $k.minInsyncReplicas) (int $k.replicationFactor) -}}
 {{- fail "global.kafka.minInsyncReplicas cannot exceed global.kafka.replicationFactor" -}}
 {{- end -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- network policies */}}
+
+{{/* An egress rule to `to` (NetworkPolicy peers; none: anywhere) on `ports`. */}}
+{{- define "amana.egressTo" -}}
+- {{- with .to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  ports:
+    {{- toYaml .ports | nindent 4 }}
+{{- end -}}
+
+{{- define "amana.egressDns" -}}
+{{- include "amana.egressTo" .Values.networkPolicy.dns -}}
+{{- end -}}
+
+{{/* The hook Jobs' NetworkPolicies exist before the Jobs, and stay for the next upgrade. */}}
+{{- define "amana.jobPolicyHook" -}}
+annotations:
+  helm.sh/hook: pre-install,pre-upgrade
+  helm.sh/hook-weight: "-10"
+  helm.sh/hook-delete-policy: before-hook-creation
+{{- end -}}
+
+{{/*
+Who may reach one api or worker: the ingress controller the gateway's api, the gateway's api
+every api it routes to, the metrics scrapers (networkPolicy.metrics) both. Call with the
+component context plus "role" and "gateway" (ingress.component).
+*/}}
+{{- define "amana.ingressRules" -}}
+{{- $np := .root.Values.networkPolicy -}}
+{{- if eq .role "api" }}
+{{- if eq .name .gateway }}
+- from:
+    {{- toYaml $np.ingressController.from | nindent 4 }}
+  ports:
+    - port: http
+      protocol: TCP
+{{- else if .component.routes }}
+- from:
+    - podSelector:
+        matchLabels:
+          {{- include "amana.componentSelectorLabels" (dict "root" .root "name" .gateway "role" "api") | nindent 10 }}
+  ports:
+    - port: http
+      protocol: TCP
+{{- end }}
+{{- end }}
+{{- with $np.metrics.from }}
+- from:
+    {{- toYaml . | nindent 4 }}
+  ports:
+    - port: http
+      protocol: TCP
+{{- end }}
 {{- end -}}

@@ -20,7 +20,7 @@ import sys
 import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -95,6 +95,28 @@ class CatalogService(BaseModel):
     consumes: tuple[str, ...] = ()
     routes: tuple[CatalogRoute, ...] = ()
     compose_env: dict[str, str] = Field(default_factory=dict)
+    secret_env: dict[str, Literal["required", "optional"]] = Field(default_factory=dict)
+    outbound: dict[Literal["api", "worker"], tuple[int, ...]] = Field(default_factory=dict)
+
+    @field_validator("secret_env")
+    @classmethod
+    def _setting_names(
+        cls, env: dict[str, Literal["required", "optional"]]
+    ) -> dict[str, Literal["required", "optional"]]:
+        for name in env:
+            if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+                raise ValueError(f"secret_env: {name!r} is not a setting name (SECRETS_KEY)")
+        return env
+
+    @field_validator("outbound")
+    @classmethod
+    def _ports(
+        cls, outbound: dict[Literal["api", "worker"], tuple[int, ...]]
+    ) -> dict[Literal["api", "worker"], tuple[int, ...]]:
+        for role, ports in outbound.items():
+            if not ports or not all(1 <= port <= 65535 for port in ports):
+                raise ValueError(f"outbound.{role}: a list of TCP ports, e.g. [443]")
+        return outbound
 
     @field_validator("compose_env")
     @classmethod
@@ -115,7 +137,14 @@ class CatalogService(BaseModel):
             raise ValueError(f"{self.name}'s worker needs database = true (outbox, inbox)")
         if self.gateway and (self.database or self.worker or self.routes):
             raise ValueError("the gateway has no database, no worker and no routes of its own")
+        if "worker" in self.outbound and not self.worker:
+            raise ValueError(f"{self.name} has no worker: outbound.worker cannot apply")
         return self
+
+    def secret_key(self, setting: str) -> str:
+        """The key of a `secret_env` setting in the deployment's Secret:
+        disbursement-secrets-key for disbursement's SECRETS_KEY."""
+        return f"{self.slug}-{setting.lower().replace('_', '-')}"
 
     @property
     def module(self) -> str:
@@ -397,6 +426,10 @@ def entry_disagreements(catalog: Catalog) -> list[str]:
             "settings.has_database": (settings.has_database, service.database),
             "alembic.ini": (entry.migrations_dir is not None, service.database),
             "a worker (ENTRY.components)": (entry.components is not None, service.worker),
+        }
+        found |= {
+            f"secret_env {name}, a setting": (name.lower() in fields, True)
+            for name in service.secret_env
         }
         problems += [
             f"{service.name}: {what} is {actual!r}, the catalog says {expected!r}"

@@ -203,6 +203,11 @@ def helm_component(service: CatalogService) -> dict[str, Any]:
         {"enabled": True, "name": service.database_name} if service.database else {"enabled": False}
     )
     component["env"] = {}
+    if service.secret_env:
+        component["secretEnv"] = {
+            setting: {"key": service.secret_key(setting), "optional": need == "optional"}
+            for setting, need in service.secret_env.items()
+        }
     if service.routes:
         component["routes"] = [_helm_route(route.model_dump()) for route in service.routes]
     component["api"] = {
@@ -218,6 +223,8 @@ def helm_component(service: CatalogService) -> dict[str, Any]:
         if service.worker
         else {"enabled": False}
     )
+    for role, ports in service.outbound.items():
+        component[role]["outboundPorts"] = list(ports)
     return component
 
 

@@ -14,6 +14,7 @@ from typing import Generic, TypeVar
 import uvicorn
 from fastapi import FastAPI
 
+from amana_common.app import health_router
 from amana_common.db import Database, create_database
 from amana_common.migrations import upgrade_to_head
 from amana_common.observability import configure_logging
@@ -89,12 +90,24 @@ async def _serve(entry: ServiceEntry[S], settings: S, *, api: bool, worker: bool
     if worker and entry.components is not None:
         database = create_database(settings.database_url, pool_size=5)
         components.extend(entry.components(settings, database))
+    if worker and not api and settings.worker_probes:
+        components.append(_ApiServer(worker_probe_app(settings, database), settings))
     stop_on_signals(stop)
     try:
         await run_components(components, stop)
     finally:
         if database is not None:
             await database.dispose()
+
+
+def worker_probe_app(settings: ServiceSettings, database: Database | None) -> FastAPI:
+    """What a lone worker answers on host:port: /healthz (its event loop turns), /readyz (its
+    database and Kafka answer) and /metrics (its outbox and consumer metrics)."""
+    app = FastAPI(title=f"{settings.service_name} worker", openapi_url=None, docs_url=None)
+    app.state.settings = settings
+    app.state.database = database
+    app.include_router(health_router(database is not None, None))
+    return app
 
 
 class _ServerWithoutSignals(uvicorn.Server):

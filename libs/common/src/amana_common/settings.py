@@ -60,6 +60,13 @@ class ServiceSettings(BaseSettings):
         validate_default=True,
     )
     database_url: str = ""
+    # The credentials of database_url, when they come from a Secret of their own (Kubernetes:
+    # CloudNativePG's <cluster>-app): they replace the URL's, percent-encoded as URLs need.
+    database_user: str = ""
+    database_password: str = Field(default="", repr=False)
+    # `worker` alone also answers /healthz, /readyz and /metrics on host:port (Kubernetes
+    # probes and scraping); `all` has the API's.
+    worker_probes: bool = False
     kafka_bootstrap: str = Field(
         default_factory=lambda: os.environ.get("AMANA_KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP)
     )
@@ -91,12 +98,22 @@ class ServiceSettings(BaseSettings):
     def _derive_and_guard(self) -> ServiceSettings:
         if not self.database_url:
             self.database_url = database_url_for(self.service_name)
+        if self.database_user or self.database_password:
+            self.database_url = self._with_credentials(self.database_url)
         if not self.jwt_secret and self.environment == "test":
             self.jwt_secret = GENERATED_TEST_JWT_SECRET
         self._refuse_unsafe_jwt_secret()
         if self.environment == "production":
             self._refuse_default_database_password()
         return self
+
+    def _with_credentials(self, database_url: str) -> str:
+        url = make_url(database_url)
+        url = url.set(
+            username=self.database_user or url.username,
+            password=self.database_password or url.password,
+        )
+        return url.render_as_string(hide_password=False)
 
     def _refuse_unsafe_jwt_secret(self) -> None:
         """In every environment: a known secret lets anyone sign tokens the services accept."""
