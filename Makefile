@@ -87,11 +87,15 @@ service: sync ## a new service: make service NAME=payroll PORT=8103 [DESCRIPTION
 	@$(CATALOG) new "$(NAME)" --port "$(PORT)" $(if $(DESCRIPTION),--description "$(DESCRIPTION)")
 	@$(UV) lock --quiet && $(UV) sync --frozen --all-packages --all-extras --quiet
 
-helm-lint: ## helm lint and template the chart (builds helm with go when missing)
+helm-lint: sync ## helm lint, template and validate the chart against the Kubernetes schemas
 	@HELM=$$(deploy/tools/ensure-helm.sh) && \
 	$$HELM lint --strict deploy/helm/amana $(HELM_EXAMPLE_VALUES) && \
-	$$HELM template amana deploy/helm/amana --namespace amana $(HELM_EXAMPLE_VALUES) >/dev/null && \
-	echo "helm: chart lints and renders"
+	$$HELM lint --strict deploy/helm/amana -f deploy/helm/amana/values-production.yaml && \
+	for values in "$(HELM_EXAMPLE_VALUES)" "-f deploy/helm/amana/values-production.yaml"; do \
+		$$HELM template amana deploy/helm/amana --namespace amana $$values \
+			| $(RUN) kubernetes-validate --strict --quiet -k 1.34 - || exit 1; \
+	done && \
+	echo "helm: chart lints, renders and validates against the Kubernetes 1.34 schemas"
 
 bench: bench-gateway bench-disbursement ## every benchmark, each printing its figure and its bar
 

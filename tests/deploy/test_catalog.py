@@ -10,8 +10,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from amana_common.catalog import entry_disagreements, repository_root
+from amana_common.catalog import CatalogService, entry_disagreements, repository_root
 from amana_common.catalog_files import generated_files
 from amana_common.topics import amana_topics
 from amana_contracts.catalog import EVENTS
@@ -101,3 +102,25 @@ def test_local_scripts_run_the_catalogs_services(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [f"{name}: stopped" for name in CATALOG.names()]
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"outbound": {"worker": [443]}}, "no worker"),
+        ({"outbound": {"api": []}}, "TCP ports"),
+        ({"worker": True, "database": True, "outbound": {"cron": [443]}}, "outbound"),
+        ({"secret_env": {"secrets_key": "required"}}, "setting name"),
+        ({"secret_env": {"SECRETS_KEY": "maybe"}}, "secret_env"),
+    ],
+)
+def test_the_catalog_refuses_outbound_ports_and_secret_settings_that_cannot_apply(
+    entry: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        CatalogService.model_validate({"name": "payments", "port": 8123, **entry})
+
+
+def test_a_services_secret_settings_are_keys_of_the_deployments_secret() -> None:
+    service = CatalogService(name="psp_sandbox", port=8190, secret_env={"API_KEY": "optional"})
+    assert service.secret_key("API_KEY") == "psp-sandbox-api-key"

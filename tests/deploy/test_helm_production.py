@@ -53,7 +53,7 @@ FUTURE = (
         database=True,
         worker=True,
         publishes=("disbursement.events",),
-        routes=({"prefix": "/payments"},),  # type: ignore[arg-type]
+        routes=({"prefix": "/payments"},),
         secret_env={"SECRETS_KEY": "required"},
         outbound={"worker": (443,)},
     ),
@@ -62,7 +62,7 @@ FUTURE = (
         port=8105,
         database=True,
         worker=True,
-        routes=({"prefix": "/reports"},),  # type: ignore[arg-type]
+        routes=({"prefix": "/reports"},),
         secret_env={"PSEUDONYM_KEY": "required", "DHIS2_TOKEN": "optional"},
         outbound={"worker": (443,)},
     ),
@@ -300,7 +300,7 @@ class Policies:
     def of(self, labels: dict[str, str]) -> Doc:
         matching = [p for p in self.policies if selects(p["spec"]["podSelector"], labels)]
         assert len(matching) == 1, f"{labels}: {[p['metadata']['name'] for p in matching]}"
-        spec = matching[0]["spec"]
+        spec: Doc = matching[0]["spec"]
         assert spec["policyTypes"] == ["Ingress", "Egress"]
         return spec
 
