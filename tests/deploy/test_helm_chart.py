@@ -35,11 +35,24 @@ DATABASE_PASSWORD = secrets.token_urlsafe(24)
 JWKS_URL = "https://id.example/.well-known/jwks.json"
 # What a release must be given at least: the chart refuses to render without a JWT secret (or
 # an identity provider's JWKS) and, in production (its default), without a database password.
+# And the services' required secret settings (secret_env), given to the chart's own Secret.
+SECRET_SETTINGS = tuple(
+    argument
+    for service in CATALOG.services
+    for setting, need in service.secret_env.items()
+    if need == "required" and not service.development_only
+    for argument in (
+        "--set",
+        f"secrets.values.{service.secret_key(setting)}="
+        + base64.b64encode(secrets.token_bytes(32)).decode(),
+    )
+)
 REQUIRED = (
     "--set",
     f"secrets.jwtSecret={JWT_SECRET}",
     "--set",
     f"database.password={DATABASE_PASSWORD}",
+    *SECRET_SETTINGS,
 )
 CLIENT_SECRET_HASH = "pbkdf2_sha256$1000$c2FsdA$aGFzaA"
 GATEWAY_CLIENT: dict[str, Any] = {
@@ -600,7 +613,7 @@ def test_production_with_existing_secret(production_docs: list[Doc]) -> None:
 
 @pytest.mark.parametrize("environment", ["production", "development", "test"])
 def test_the_chart_needs_a_jwt_secret_or_a_jwks_url(helm: str, environment: str) -> None:
-    password = ("--set", f"database.password={DATABASE_PASSWORD}")
+    password = ("--set", f"database.password={DATABASE_PASSWORD}", *SECRET_SETTINGS)
     error = refused(helm, "--set", f"global.environment={environment}", *password, given=())
     assert "secrets.jwtSecret" in error and "global.jwksUrl" in error
 

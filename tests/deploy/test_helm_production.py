@@ -24,9 +24,11 @@ from .test_helm_chart import (
     DEPLOYED,
     DEPLOYMENTS,
     JWKS_URL,
+    JWT_SECRET,
     MIGRATION_JOBS,
     RELEASE,
     REPO_ROOT,
+    SECRET_SETTINGS,
     SERVICE_LABEL,
     TOPICS_JOB,
     Doc,
@@ -39,6 +41,9 @@ from .test_helm_chart import (
     refused,
     render,
     render_values,
+)
+from .test_helm_chart import (
+    DATABASE_PASSWORD as PASSWORD,
 )
 
 PRODUCTION_VALUES = CHART / "values-production.yaml"
@@ -411,10 +416,16 @@ def test_defaults_deny_what_is_not_configured(default_docs: list[Doc]) -> None:
     """Without values: no scraper, no identity provider, no outbound; the database and Kafka
     on their ports (any address until networkPolicy.database/kafka narrow them)."""
     policies = Policies(default_docs)
+    outbound = {
+        (s.slug, role): ports for s in CATALOG.services for role, ports in s.outbound.items()
+    }
     for where, workload in workloads(default_docs):
         labels = pod_labels(workload)
         egress = policies.egress(labels)
         ports = {(p["port"], p["protocol"]) for r in egress for p in r["ports"]}
+        ports -= {
+            (port, "TCP") for port in outbound.get((labels[SERVICE_LABEL], labels[ROLE_LABEL]), ())
+        }
         if labels[SERVICE_LABEL] == "kafka-topics":
             assert ports == {(53, "UDP"), (53, "TCP"), (9092, "TCP"), (9093, "TCP")}, where
         elif labels[ROLE_LABEL] == "migration":
@@ -483,6 +494,8 @@ def test_existing_postgresql_per_component(
         environment[f"{p}DATABASE_PASSWORD"] = "s3cr:t/@#"
         environment[f"{p}KAFKA_SASL_USERNAME"] = "amana"
         environment[f"{p}KAFKA_SASL_PASSWORD"] = "kafka-password"
+        for setting in CATALOG.service(service).secret_env:
+            environment[f"{p}{setting}"] = SECRETS_KEY
         url = make_url(load_settings(service, environment).database_url)
         assert (url.username, url.password, url.host) == ("app", "s3cr:t/@#", f"amana-{service}-rw")
 
@@ -494,7 +507,8 @@ def test_a_components_database_settings_override_the_servers(helm: str, tmp_path
             "registry": {"database": {"host": "registry-db", "port": 6432, "passwordKey": "pw"}}
         },
     }
-    docs = render_values(helm, tmp_path, values, given=("--set", "global.jwksUrl=" + JWKS_URL))
+    given = ("--set", f"global.jwksUrl={JWKS_URL}", *SECRET_SETTINGS)
+    docs = render_values(helm, tmp_path, values, given=given)
     registry = named(docs, "ConfigMap", f"{RELEASE}-registry")["data"]
     provider = named(docs, "ConfigMap", f"{RELEASE}-provider")["data"]
     assert (
@@ -508,7 +522,8 @@ def test_a_components_database_settings_override_the_servers(helm: str, tmp_path
         "name": "pg-app",
         "key": "pw",
     }
-    assert not of_kind(docs, "Secret"), "every credential is in a Secret the operator manages"
+    for secret in of_kind(docs, "Secret"):
+        assert not any("database" in key for key in secret["data"]), "credentials are pg-app's"
 
 
 @pytest.mark.parametrize(
@@ -554,7 +569,8 @@ def test_production_refuses_a_required_secret_setting_it_cannot_give(
     assert "disbursement-secrets-key" in error or "analytics-pseudonym-key" in error
 
     given = {"disbursement-secrets-key": SECRETS_KEY, "analytics-pseudonym-key": PSEUDONYM_KEY}
-    docs = render_values(helm, tmp_path, values | {"secrets": {"values": given}})
+    base = ("--set", f"secrets.jwtSecret={JWT_SECRET}", "--set", f"database.password={PASSWORD}")
+    docs = render_values(helm, tmp_path, values | {"secrets": {"values": given}}, given=base)
     for service in FUTURE:
         container = container_of(docs, f"{RELEASE}-{service.slug}-worker")
         environment = environment_of(docs, container)
