@@ -416,7 +416,7 @@ def test_defaults_deny_what_is_not_configured(default_docs: list[Doc]) -> None:
     """Without values: no scraper, no identity provider, no outbound; the database and Kafka
     on their ports (any address until networkPolicy.database/kafka narrow them)."""
     policies = Policies(default_docs)
-    outbound = {
+    outbound: dict[tuple[str, str], tuple[int, ...]] = {
         (s.slug, role): ports for s in CATALOG.services for role, ports in s.outbound.items()
     }
     for where, workload in workloads(default_docs):
