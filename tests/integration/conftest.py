@@ -9,6 +9,7 @@ import pytest
 
 from amana_common.auth import Role
 from amana_common.db import Database
+from amana_common.kafka import KafkaConnection
 from amana_common.outbox import OutboxRelay
 from amana_common.tables import outbox
 from amana_common.testing.clients import TopicReader, eventually, running, service_client
@@ -21,6 +22,15 @@ from provider.settings import ProviderSettings
 from registry.main import create_registry_app
 from registry.models import Base as RegistryBase
 from registry.settings import RegistrySettings
+
+from .probes import (
+    Probe,
+    ProbeProducer,
+    create_probe_topics,
+    new_probe,
+    probe_producer,
+    reset_applied,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -85,6 +95,34 @@ async def provider_client(
         yield client
 
 
+@pytest.fixture
+async def probe(kafka_bootstrap: str, registry_db: Database) -> Probe:
+    """Topics of the test's own (3 partitions) and an empty it_applied table."""
+    probe = new_probe()
+    await create_probe_topics(kafka_bootstrap, probe)
+    await reset_applied(registry_db)
+    return probe
+
+
+@pytest.fixture
+async def produce(kafka_bootstrap: str, probe: Probe) -> AsyncIterator[ProbeProducer]:
+    async with probe_producer(kafka_bootstrap, probe) as producer:
+        yield producer
+
+
+@pytest.fixture
+def consumer_settings(registry_url: str, kafka_bootstrap: str) -> RegistrySettings:
+    """Quick retries, and a consumer that stops after five DLQ sends in a row."""
+    return RegistrySettings(
+        database_url=registry_url,
+        kafka_bootstrap=kafka_bootstrap,
+        environment="test",
+        consumer_retry_backoff_s=0.05,
+        consumer_max_backoff_s=0.3,
+        consumer_max_consecutive_dead_letters=5,
+    )
+
+
 async def post_and_consume(
     client: httpx.AsyncClient,
     database: Database,
@@ -97,7 +135,7 @@ async def post_and_consume(
     """POSTs `body` with a traceparent while the service's relay runs; answers the created
     resource and the CloudEvent about it read from `<service>.events`, after checking the
     envelope every Amana event has and that the outbox drained."""
-    relay = OutboxRelay(service, database.sessionmaker, kafka_bootstrap)
+    relay = OutboxRelay(service, database.sessionmaker, KafkaConnection(kafka_bootstrap))
     async with TopicReader(kafka_bootstrap, f"{service}.events") as reader, running(relay):
         headers = {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
         response = await client.post(url, json=body, headers=headers)

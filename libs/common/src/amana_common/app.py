@@ -15,15 +15,15 @@ from sqlalchemy import text
 
 from amana_common.audit import AuditMiddleware
 from amana_common.auth import TokenVerifier, public
-from amana_common.db import create_database
+from amana_common.db import service_database
 from amana_common.errors import (
     UnexpectedErrorMiddleware,
     install_problem_handlers,
     problem_response,
 )
-from amana_common.kafka import kafka_is_reachable
 from amana_common.limits import BodySizeLimitMiddleware
 from amana_common.observability import RequestContextMiddleware, configure_logging
+from amana_common.outbox_admin import outbox_admin_router
 from amana_common.settings import ServiceSettings
 
 log = logging.getLogger("amana.app")
@@ -54,9 +54,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = (
-            create_database(settings.database_url, settings.db_pool_size) if uses_database else None
-        )
+        database = service_database(settings) if uses_database else None
         app.state.database = database
         try:
             if extra_lifespan is not None:
@@ -83,6 +81,8 @@ def create_app(
     app.add_middleware(AuditMiddleware, service=settings.service_name)
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
     app.include_router(health_router(uses_database, readiness))
+    if uses_database:
+        app.include_router(outbox_admin_router())
     for router in routers:
         app.include_router(router)
     return app
@@ -95,7 +95,7 @@ def health_router(uses_database: bool, readiness: ReadinessCheck | None) -> APIR
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Readiness: database and Kafka answer", response_model=None)
+    @router.get("/readyz", summary="Readiness: the database answers", response_model=None)
     async def readyz(request: Request) -> Response:
         checks = await readiness_checks(request.app, uses_database)
         if readiness is not None:
@@ -115,7 +115,8 @@ def health_router(uses_database: bool, readiness: ReadinessCheck | None) -> APIR
 
 
 async def readiness_checks(app: FastAPI, uses_database: bool) -> dict[str, Any]:
-    settings: ServiceSettings = app.state.settings
+    """The database only: a Kafka outage delays events (the outbox keeps them, relay lag is a
+    metric) but must not take the API out of its load balancer."""
     checks: dict[str, Any] = {}
     if uses_database:
         try:
@@ -126,9 +127,4 @@ async def readiness_checks(app: FastAPI, uses_database: bool) -> dict[str, Any]:
         except Exception as error:
             log.warning("readiness: database check failed: %r", error)
             checks["database"] = "unavailable"
-        checks["kafka"] = (
-            "ok"
-            if await kafka_is_reachable(settings.kafka_bootstrap, READINESS_TIMEOUT_S)
-            else "unavailable"
-        )
     return checks

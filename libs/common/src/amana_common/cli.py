@@ -15,7 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from amana_common.app import health_router
-from amana_common.db import Database, create_database
+from amana_common.db import Database, service_database
 from amana_common.migrations import upgrade_to_head
 from amana_common.observability import configure_logging
 from amana_common.settings import ServiceSettings
@@ -88,7 +88,7 @@ async def _serve(entry: ServiceEntry[S], settings: S, *, api: bool, worker: bool
         components.append(_ApiServer(entry.app(settings), settings))
     database = None
     if worker and entry.components is not None:
-        database = create_database(settings.database_url, pool_size=5)
+        database = service_database(settings, pool_size=5)
         components.extend(entry.components(settings, database))
     if worker and not api and settings.worker_probes:
         components.append(_ApiServer(worker_probe_app(settings, database), settings))
@@ -102,7 +102,7 @@ async def _serve(entry: ServiceEntry[S], settings: S, *, api: bool, worker: bool
 
 def worker_probe_app(settings: ServiceSettings, database: Database | None) -> FastAPI:
     """What a lone worker answers on host:port: /healthz (its event loop turns), /readyz (its
-    database and Kafka answer) and /metrics (its outbox and consumer metrics)."""
+    database answers) and /metrics (its outbox and consumer metrics)."""
     app = FastAPI(title=f"{settings.service_name} worker", openapi_url=None, docs_url=None)
     app.state.settings = settings
     app.state.database = database

@@ -9,14 +9,18 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from amana_common.db import sqlstate
 from amana_common.observability import request_id_var
 
 log = logging.getLogger("amana.errors")
 
 PROBLEM_JSON = "application/problem+json"
+LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout expired (or NOWAIT): another transaction holds it
+LOCK_RETRY_AFTER_S = 1
 TYPE_BASE = "https://amana.dev/problems/"
 
 _TITLES = {
@@ -200,6 +204,19 @@ def install_problem_handlers(app: FastAPI) -> None:
             instance=request.url.path,
         )
 
+    async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DBAPIError)
+        if sqlstate(exc) != LOCK_NOT_AVAILABLE:
+            raise exc
+        return problem_response(
+            409,
+            "try-again",
+            "Another request is changing the same data; try again shortly.",
+            title="Try again",
+            headers={"Retry-After": str(LOCK_RETRY_AFTER_S)},
+            instance=request.url.path,
+        )
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(500, "internal-error", "An unexpected error occurred.")
@@ -207,4 +224,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(DBAPIError, on_database_error)
     app.add_exception_handler(Exception, on_unexpected)

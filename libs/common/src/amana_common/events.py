@@ -50,7 +50,7 @@ def outbox_row(event: CloudEvent) -> dict[str, object]:
     }
 
 
-async def publish(session: AsyncSession, *payloads: EventData) -> list[CloudEvent]:
+async def add_to_outbox(session: AsyncSession, *payloads: EventData) -> list[CloudEvent]:
     """Adds events to the outbox; they reach Kafka only if the caller's transaction commits.
     Raises EventTooLarge, before writing anything, for an event Kafka would refuse."""
     events = [build_event(p) for p in payloads]

@@ -1,46 +1,55 @@
-"""Idempotent Kafka consumer.
+"""The inbox side of a consumer: parse a message, record it as processed in the handler's own
+transaction, and tell by its cause what a failure means.
 
-Each message is applied in one database transaction that also records
-`(consumer, event_id)` in `processed_events`; the Kafka offset is committed only after that
-transaction committed. A message that cannot be parsed or handled goes to `<topic>.dlq` with
-the reason in a header, and the consumer keeps going.
+- temporary (the database or network is unavailable: connection loss, SQLSTATE classes 08,
+  40, 53, 57, 25006 read-only, 55P03 lock timeout, pool timeouts): retried without limit;
+- contract (the payload breaks its contract: a pydantic `ValidationError`, `PoisonMessage`):
+  the message goes to `<topic>.dlq`;
+- blocking (anything else, a bug or a state the handler does not expect): the partition
+  waits, and an alert is raised, rather than skipping the message.
+
+Reasons name the error's class and SQLSTATE, never its message: a database error's message
+can quote the row it refused.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Awaitable, Callable
+import traceback
+from enum import StrEnum
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from amana_common.kafka import manual_commit_consumer, reliable_producer
+from amana_common.db import sqlstate
 from amana_common.tables import processed_events
-from amana_contracts.envelope import CloudEvent, dead_letter_topic
-
-log = logging.getLogger("amana.inbox")
-
-Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
-
-CONSUMED = Counter(
-    "amana_consumer_events_total", "Consumed events by outcome", ["consumer", "outcome"]
-)
+from amana_contracts.envelope import CloudEvent
 
 DLQ_REASON = "amana-dlq-reason"
+DLQ_CONSUMER = "amana-dlq-consumer"
+DLQ_SOURCE = "amana-dlq-source"
+REASON_LENGTH = 1000
+
+TEMPORARY_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57"})
+TEMPORARY_SQLSTATES = frozenset({"25006", "55P03"})
 
 
 class PoisonMessage(Exception):
-    """Raised by a handler for a message that can never be applied (goes to the DLQ at once)."""
+    """Raised by a handler for a message that can never be applied (it goes to the DLQ). Its
+    message becomes the DLQ reason: say what is wrong, without personal data."""
 
 
 class Unparseable(Exception):
-    pass
+    """The message is not a CloudEvent."""
+
+
+class Failure(StrEnum):
+    temporary = "temporary"
+    contract = "contract"
+    blocking = "blocking"
 
 
 def parse_event(raw: bytes | None) -> CloudEvent:
@@ -49,139 +58,84 @@ def parse_event(raw: bytes | None) -> CloudEvent:
     try:
         return CloudEvent.model_validate_json(raw)
     except ValidationError as error:
-        raise Unparseable(f"not a valid CloudEvent: {_summarise(error)}") from error
+        raise Unparseable(f"not a valid CloudEvent: {summarise(error)}") from error
 
 
-def _summarise(error: ValidationError) -> str:
+def summarise(error: ValidationError) -> str:
+    """Where the payload breaks its model and how, without the values it carried."""
     parts = [
         f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors()
     ]
     return "; ".join(parts[:5])
 
 
-_TRANSIENT = (OperationalError, InterfaceError, ConnectionError, OSError)
+async def record_first_delivery(session: AsyncSession, consumer: str, event: CloudEvent) -> bool:
+    """Records `(consumer, event id)` in the caller's transaction; False when it was already
+    there (the event was applied before: a redelivery or a replay)."""
+    first_time = await session.scalar(
+        insert(processed_events)
+        .values(consumer=consumer, event_id=event.id, event_type=event.type)
+        .on_conflict_do_nothing()
+        .returning(processed_events.c.event_id)
+    )
+    return first_time is not None
 
 
-class IdempotentConsumer:
-    def __init__(
-        self,
-        name: str,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        bootstrap: str,
-        handlers: dict[str, Handler],
-        topics: list[str],
-        max_attempts: int = 3,
-        retry_backoff_s: float = 0.5,
-        group_id: str | None = None,
-    ) -> None:
-        self.name = name
-        self.group_id = group_id or name
-        self.sessionmaker = sessionmaker
-        self.bootstrap = bootstrap
-        self.handlers = handlers
-        self.topics = topics
-        self.max_attempts = max_attempts
-        self.retry_backoff_s = retry_backoff_s
-
-    async def run(self, stop: asyncio.Event) -> None:
-        consumer = manual_commit_consumer(self.bootstrap, self.group_id, *self.topics)
-        dlq = reliable_producer(self.bootstrap, f"{self.name}-dlq")
-        await _start_with_retry(consumer, stop)
-        await _start_with_retry(dlq, stop)
-        try:
-            while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=200, max_records=500)
-                for partition, records in batches.items():
-                    for record in records:
-                        await self.process(record, dlq, stop)
-                    await consumer.commit({partition: records[-1].offset + 1})
-        finally:
-            await consumer.stop()
-            await dlq.stop()
-
-    async def process(
-        self, record: ConsumerRecord[Any, Any], dlq: AIOKafkaProducer, stop: asyncio.Event
-    ) -> str:
-        """Applies one record; answers the outcome (applied, duplicate, ignored, dead_lettered)."""
-        try:
-            event = parse_event(record.value)
-        except Unparseable as error:
-            return await self._dead_letter(record, dlq, str(error))
-        handler = self.handlers.get(event.type)
-        if handler is None:
-            CONSUMED.labels(self.name, "ignored").inc()
-            return "ignored"
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                outcome = await self._apply(event, handler)
-                CONSUMED.labels(self.name, outcome).inc()
-                return outcome
-            except _TRANSIENT as error:
-                # The database or network is down: retry forever, never skip the message.
-                log.warning("consumer %s transient failure: %r", self.name, error)
-                if stop.is_set():
-                    raise
-                await asyncio.sleep(min(self.retry_backoff_s * attempt, 5.0))
-            except (PoisonMessage, ValidationError, ValueError, KeyError, TypeError) as error:
-                return await self._dead_letter(record, dlq, f"{type(error).__name__}: {error}")
-            except (DBAPIError, Exception) as error:
-                if attempt >= self.max_attempts:
-                    return await self._dead_letter(record, dlq, f"{type(error).__name__}: {error}")
-                await asyncio.sleep(self.retry_backoff_s * attempt)
-
-    async def _apply(self, event: CloudEvent, handler: Handler) -> str:
-        async with self.sessionmaker() as session, session.begin():
-            first_time = await session.scalar(
-                insert(processed_events)
-                .values(consumer=self.name, event_id=event.id, event_type=event.type)
-                .on_conflict_do_nothing()
-                .returning(processed_events.c.event_id)
-            )
-            if first_time is None:
-                return "duplicate"
-            await handler(session, event)
-        return "applied"
-
-    async def _dead_letter(
-        self, record: ConsumerRecord[Any, Any], dlq: AIOKafkaProducer, reason: str
-    ) -> str:
-        headers = [
-            *list(record.headers or ()),
-            (DLQ_REASON, reason[:1000].encode()),
-            ("amana-dlq-consumer", self.name.encode()),
-            ("amana-dlq-source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
-        ]
-        await dlq.send_and_wait(
-            dead_letter_topic(record.topic), value=record.value, key=record.key, headers=headers
-        )
-        log.error(
-            "consumer %s dead-lettered %s/%s/%s: %s",
-            self.name,
-            record.topic,
-            record.partition,
-            record.offset,
-            reason[:200],
-        )
-        CONSUMED.labels(self.name, "dead_lettered").inc()
-        return "dead_lettered"
+def classify(error: BaseException) -> Failure:
+    if isinstance(error, (PoisonMessage, ValidationError)):
+        return Failure.contract
+    if is_temporary(error):
+        return Failure.temporary
+    return Failure.blocking
 
 
-async def _start_with_retry(
-    client: AIOKafkaConsumer | AIOKafkaProducer, stop: asyncio.Event
-) -> None:
-    delay = 0.5
-    while True:
-        try:
-            await client.start()
-            return
-        except Exception as error:
-            if stop.is_set():
-                raise
-            log.warning("kafka client start failed, retrying in %.1fs: %r", delay, error)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+def is_temporary(error: BaseException) -> bool:
+    code = sqlstate(error)
+    if code is not None:
+        return code[:2] in TEMPORARY_SQLSTATE_CLASSES or code in TEMPORARY_SQLSTATES
+    return any(
+        isinstance(cause, (OSError, PoolTimeout))
+        or (isinstance(cause, DBAPIError) and cause.connection_invalidated)
+        for cause in _causes(error)
+    )
 
 
-__all__ = ["DLQ_REASON", "Handler", "IdempotentConsumer", "PoisonMessage", "TopicPartition"]
+def describe(error: BaseException) -> str:
+    """The reason recorded in DLQ headers and logs: the error's class, its SQLSTATE for a
+    database error, where it was raised otherwise; the message only for contract failures."""
+    name = type(error).__name__
+    if isinstance(error, ValidationError):
+        return f"{name}: {summarise(error)}"
+    if isinstance(error, PoisonMessage):
+        return f"{name}: {error}"
+    if (code := sqlstate(error)) is not None:
+        return f"{name} (SQLSTATE {code})"
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        return f"{name} ({type(error.orig).__name__})"
+    return f"{name} at {_origin(error)}"
+
+
+def dead_letter_headers(record: Any, consumer: str, reason: str) -> list[tuple[str, bytes]]:
+    return [
+        *list(record.headers or ()),
+        (DLQ_REASON, reason[:REASON_LENGTH].encode()),
+        (DLQ_CONSUMER, consumer.encode()),
+        (DLQ_SOURCE, f"{record.topic}/{record.partition}/{record.offset}".encode()),
+    ]
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _origin(error: BaseException) -> str:
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return "unknown"
+    frame = frames[-1]
+    return f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} in {frame.name}"

@@ -72,6 +72,23 @@ def drop_infrastructure_tables() -> None:
         op.drop_table(table)
 
 
+# What changed in the infrastructure tables since a service's first migration. The first
+# migration creates the current shape, so each step must be a no-op on a database it built.
+INFRASTRUCTURE_UPGRADES = (
+    "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS parked_at TIMESTAMP WITH TIME ZONE",
+    "CREATE INDEX IF NOT EXISTS ix_outbox_parked_keys ON outbox (topic, key) "
+    "WHERE parked_at IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS ix_processed_events_processed_at "
+    "ON processed_events (processed_at)",
+)
+
+
+def upgrade_infrastructure_tables() -> None:
+    """Brings the infrastructure tables of an existing database to the shape of `tables.py`."""
+    for statement in INFRASTRUCTURE_UPGRADES:
+        op.execute(statement)
+
+
 def alembic_config(service_dir: Path, database_url: str) -> Config:
     config = Config(str(service_dir / "alembic.ini"))
     config.set_main_option("script_location", str(service_dir / "migrations"))

@@ -41,7 +41,7 @@ def keyset(
 
 
 def page(
-    rows: Sequence[R], limit: int, item: Callable[[R], T], cursor: Callable[[R], UUID]
+    rows: Sequence[R], limit: int, item: Callable[[R], T], cursor: Callable[[R], UUID | int]
 ) -> Page[T]:
     """The first `limit` of the `limit` + 1 rows `keyset` fetched, and the cursor past them."""
     shown = rows[:limit]

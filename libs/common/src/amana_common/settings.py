@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -43,10 +44,80 @@ def database_url_for(service: str, server_url: str | None = None) -> str:
     )
 
 
-class ServiceSettings(BaseSettings):
+Environment = Literal["development", "test", "production"]
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["SCRAM-SHA-256", "SCRAM-SHA-512"]
+PRODUCTION_REPLICATION_FACTOR = 3
+
+
+@dataclass(frozen=True)
+class TopicReplication:
+    """How many brokers hold each partition, and how many must have a write before it counts."""
+
+    replication_factor: int
+    min_insync_replicas: int
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach Kafka and how its topics are replicated. Every service has these fields
+    under its prefix (`REGISTRY_KAFKA_SECURITY_PROTOCOL`); the topic creator
+    (`python -m amana_common.topics`) reads them as `AMANA_KAFKA_...`."""
+
+    model_config = SettingsConfigDict(env_prefix="AMANA_", extra="ignore")
+
+    # The topic creator runs against the local broker and compose's: development unless
+    # AMANA_ENVIRONMENT says otherwise. Services default to production (ServiceSettings).
+    environment: Environment = "development"
+    kafka_bootstrap: str = Field(
+        default_factory=lambda: os.environ.get("AMANA_KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP)
+    )
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = Field(default="", repr=False)
+    kafka_ssl_ca_file: str = Field(default="", description="PEM CA bundle; empty: system CAs")
+    kafka_ssl_cert_file: str = Field(default="", description="PEM client certificate (mTLS)")
+    kafka_ssl_key_file: str = Field(default="", description="PEM key of the client certificate")
+    kafka_replication_factor: int | None = Field(
+        default=None,
+        ge=1,
+        description=f"default 1, and {PRODUCTION_REPLICATION_FACTOR} in production",
+    )
+    kafka_min_insync_replicas: int | None = Field(
+        default=None, ge=1, description="default: the factor minus one, at least 1, at most 2"
+    )
+
+    @model_validator(mode="after")
+    def _check_kafka(self) -> KafkaSettings:
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"{self.kafka_security_protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
+        if bool(self.kafka_ssl_cert_file) != bool(self.kafka_ssl_key_file):
+            raise ValueError("KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE go together")
+        replication = self.topic_replication()
+        if self.environment == "production" and replication.replication_factor < 2:
+            raise ValueError(
+                "production refuses a Kafka replication factor of 1: one broker lost would "
+                "lose acknowledged events (set KAFKA_REPLICATION_FACTOR, e.g. 3)"
+            )
+        if replication.min_insync_replicas > replication.replication_factor:
+            raise ValueError("KAFKA_MIN_INSYNC_REPLICAS cannot exceed KAFKA_REPLICATION_FACTOR")
+        return self
+
+    def topic_replication(self) -> TopicReplication:
+        default_factor = PRODUCTION_REPLICATION_FACTOR if self.environment == "production" else 1
+        factor = self.kafka_replication_factor or default_factor
+        in_sync = self.kafka_min_insync_replicas or min(2, max(1, factor - 1))
+        return TopicReplication(factor, in_sync)
+
+
+class ServiceSettings(KafkaSettings):
     """Shared configuration. Subclasses set `model_config = service_config("REGISTRY_")`."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
     has_database: ClassVar[bool] = True
     # Whether the server believes X-Forwarded-For/-Proto from loopback (uvicorn's default):
     # services behind the local gateway then log the caller's address.
@@ -55,7 +126,7 @@ class ServiceSettings(BaseSettings):
     service_name: str = "amana"
     # Production unless told otherwise (<PREFIX>ENVIRONMENT, else AMANA_ENVIRONMENT for every
     # service): a deployment that forgets the setting gets every check.
-    environment: Literal["development", "test", "production"] = Field(
+    environment: Environment = Field(
         default_factory=lambda: os.environ.get("AMANA_ENVIRONMENT", "production"),
         validate_default=True,
     )
@@ -67,14 +138,16 @@ class ServiceSettings(BaseSettings):
     # `worker` alone also answers /healthz, /readyz and /metrics on host:port (Kubernetes
     # probes and scraping); `all` has the API's.
     worker_probes: bool = False
-    kafka_bootstrap: str = Field(
-        default_factory=lambda: os.environ.get("AMANA_KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP)
-    )
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
     max_body_bytes: int = 1_048_576
     db_pool_size: int = 10
+    db_lock_timeout_ms: int = Field(
+        default=2_000, ge=0, description="a lock waited for longer is a 409 'try again'; 0: off"
+    )
+    db_statement_timeout_ms: int = Field(default=30_000, ge=0, description="0: off")
+    db_idle_in_transaction_timeout_ms: int = Field(default=60_000, ge=0, description="0: off")
     # <PREFIX>JWT_SECRET, else AMANA_JWT_SECRET (one secret for every service of a stack).
     jwt_secret: str = Field(default_factory=lambda: os.environ.get("AMANA_JWT_SECRET", ""))
     jwt_issuer: str = "amana-dev"
@@ -90,9 +163,26 @@ class ServiceSettings(BaseSettings):
     jwt_max_lifetime_s: int = Field(
         default=3600, ge=60, le=86_400, description="Tokens whose exp - iat is longer are refused"
     )
-    outbox_batch_size: int = 500
-    outbox_poll_interval_s: float = 0.05
-    consumer_max_attempts: int = 3
+    outbox_batch_size: int = Field(default=500, ge=1)
+    outbox_batch_max_bytes: int = Field(default=4 * 1_048_576, ge=1)
+    outbox_poll_interval_s: float = Field(default=0.05, gt=0)
+    outbox_max_attempts: int = Field(
+        default=5, ge=1, description="failed publishes of one row before it is parked"
+    )
+    outbox_publish_timeout_s: float = Field(default=10, gt=0)
+    outbox_metrics_interval_s: float = Field(default=5, gt=0)
+    consumer_max_consecutive_dead_letters: int = Field(
+        default=10, ge=1, description="the consumer stops after this many DLQ sends in a row"
+    )
+    consumer_retry_backoff_s: float = Field(default=0.5, gt=0)
+    consumer_max_backoff_s: float = Field(default=30, gt=0)
+    processed_events_retention_days: int = Field(
+        default=7, ge=1, description="at least the topics' retention, so a redelivery is known"
+    )
+    idempotency_keys_retention_days: int = Field(
+        default=7, ge=1, description="stored responses (personal data) are deleted after this"
+    )
+    retention_interval_s: float = Field(default=3600, gt=0)
 
     @model_validator(mode="after")
     def _derive_and_guard(self) -> ServiceSettings:

@@ -1,7 +1,8 @@
 """Infrastructure tables every service database has: outbox, processed events, idempotency keys.
 
 They are Core tables on their own metadata; each service's first migration creates them with
-`create_infrastructure_tables()`.
+`create_infrastructure_tables()`, and a later one brings older databases to this shape with
+`upgrade_infrastructure_tables()`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,15 @@ outbox = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("last_error", Text),
+    Column("parked_at", DateTime(timezone=True)),
+)
+
+# A parked row blocks its key: the relay skips every row of a (topic, key) that has one.
+Index(
+    "ix_outbox_parked_keys",
+    outbox.c.topic,
+    outbox.c.key,
+    postgresql_where=outbox.c.parked_at.is_not(None),
 )
 
 processed_events = Table(
@@ -49,6 +59,8 @@ processed_events = Table(
     Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("consumer", "event_id"),
 )
+
+Index("ix_processed_events_processed_at", processed_events.c.processed_at)
 
 idempotency_keys = Table(
     "idempotency_keys",

@@ -21,7 +21,7 @@ from uuid6 import uuid7
 
 from amana_common.errors import Problem, field_problem
 from amana_common.etag import IfMatch
-from amana_common.events import EventTooLarge, publish
+from amana_common.events import EventTooLarge, add_to_outbox
 from amana_common.locations import covered_by_any
 from amana_common.outbound import OutboundUrlPolicy, UnsafeUrl
 from amana_contracts.provider import (
@@ -104,7 +104,7 @@ async def register_provider(
     )
     repository.add(session, provider, history)
     await _flush(session)
-    await _publish_snapshot(session, ProviderRegisteredV1.model_validate(_snapshot(provider)))
+    await _add_snapshot_to_outbox(session, ProviderRegisteredV1.model_validate(_snapshot(provider)))
     return provider
 
 
@@ -212,12 +212,12 @@ async def _provider_changed(session: AsyncSession, provider: Provider) -> None:
     provider.version += 1
     provider.updated_at = datetime.now(UTC)
     await _flush(session)
-    await _publish_snapshot(session, ProviderUpdatedV1.model_validate(_snapshot(provider)))
+    await _add_snapshot_to_outbox(session, ProviderUpdatedV1.model_validate(_snapshot(provider)))
 
 
-async def _publish_snapshot(session: AsyncSession, snapshot: ProviderSnapshotV1) -> None:
+async def _add_snapshot_to_outbox(session: AsyncSession, snapshot: ProviderSnapshotV1) -> None:
     try:
-        await publish(session, snapshot)
+        await add_to_outbox(session, snapshot)
     except EventTooLarge as error:
         raise Problem(
             409,
@@ -297,7 +297,7 @@ async def change_status(
         changed_at=now,
         version=provider.version,
     )
-    await publish(session, event)
+    await add_to_outbox(session, event)
     return provider
 
 

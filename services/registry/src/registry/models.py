@@ -1,4 +1,5 @@
-"""Registry tables: the household, its members and their identifiers."""
+"""Registry tables: the household, its members and their identifiers; and the projection of
+the payment providers (from provider events) against which payment preferences are checked."""
 
 from __future__ import annotations
 
@@ -18,11 +19,16 @@ from sqlalchemy import (
     orm,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from amana_common.db import new_metadata
 from amana_common.value_sets import one_of
+from amana_contracts.provider import PayPointStatus, ProviderStatus
 from amana_contracts.registry import HouseholdStatus
+
+CODE_LENGTH = 32
+LOCATION_LENGTH = 50
 
 
 class Base(DeclarativeBase):
@@ -86,3 +92,34 @@ class MemberIdentifier(Base):
     )
     scheme: Mapped[str] = mapped_column(String(30), primary_key=True)
     value: Mapped[str] = mapped_column(String(64))
+
+
+class ProviderProjection(Base):
+    """A payment provider as its latest event says (only a higher `version` replaces it)."""
+
+    __tablename__ = "projected_providers"
+    __table_args__ = (CheckConstraint(one_of("status", ProviderStatus), name="status"),)
+
+    provider_id: Mapped[UUID] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    status: Mapped[str] = mapped_column(String(10))
+    mechanisms: Mapped[list[str]] = mapped_column(ARRAY(String(20)))
+    currencies: Mapped[list[str]] = mapped_column(ARRAY(String(3)))
+    service_areas: Mapped[list[str]] = mapped_column(ARRAY(String(LOCATION_LENGTH)))
+    version: Mapped[int]
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PayPointProjection(Base):
+    """A provider's pay point, replaced with the provider's snapshot."""
+
+    __tablename__ = "projected_pay_points"
+    __table_args__ = (CheckConstraint(one_of("status", PayPointStatus), name="status"),)
+
+    pay_point_id: Mapped[UUID] = mapped_column(primary_key=True)
+    provider_id: Mapped[UUID] = mapped_column(
+        ForeignKey("projected_providers.provider_id", ondelete="CASCADE"), index=True
+    )
+    code: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    status: Mapped[str] = mapped_column(String(10))
+    location_codes: Mapped[list[str]] = mapped_column(ARRAY(String(LOCATION_LENGTH)))

@@ -10,7 +10,7 @@ from uuid6 import uuid7
 
 from amana_common.check_digits import numbered
 from amana_common.errors import Problem
-from amana_common.events import publish
+from amana_common.events import add_to_outbox
 from amana_contracts.registry import HouseholdEnrolledV1, MemberV1
 from registry import repository
 from registry.models import Household, Member, MemberIdentifier
@@ -38,7 +38,7 @@ async def enrol_household(session: AsyncSession, request: HouseholdIn) -> Househ
     )
     repository.add_household(session, household)
     await session.flush()
-    await publish(session, household_enrolled(household))
+    await add_to_outbox(session, household_enrolled(household))
     return household
 
 

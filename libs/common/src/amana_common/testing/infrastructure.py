@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -144,9 +145,12 @@ def _from_testcontainers(postgres_url: str | None, kafka_bootstrap: str | None) 
 def _create_topics(bootstrap: str) -> None:
     import asyncio
 
-    from amana_common.topics import amana_topics, ensure_topics_when_ready
+    from amana_common.kafka import KafkaConnection
+    from amana_common.topics import SINGLE_BROKER, amana_topics, ensure_topics_when_ready
 
-    asyncio.run(ensure_topics_when_ready(bootstrap, amana_topics(), 6, 60))
+    asyncio.run(
+        ensure_topics_when_ready(KafkaConnection(bootstrap), amana_topics(), 6, SINGLE_BROKER, 60)
+    )
 
 
 class LocalBroker:
@@ -173,4 +177,18 @@ class LocalBroker:
         run_local_script("kafka.sh", "stop", env=self.env)
 
 
-BrokerFactory = Callable[[int], LocalBroker]
+def free_port_pair() -> int:
+    """A loopback port that is free, and so is the next one (a local broker's controller)."""
+    for _ in range(50):
+        with socket.socket() as first, socket.socket() as second:
+            first.bind(("127.0.0.1", 0))
+            port: int = first.getsockname()[1]
+            try:
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no two adjacent free ports on 127.0.0.1")
+
+
+BrokerFactory = Callable[[], LocalBroker]

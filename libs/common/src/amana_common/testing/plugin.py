@@ -7,7 +7,8 @@ Fixtures:
   kafka_bootstrap       bootstrap address of the Kafka broker
   migrated_database     factory: (service, service_dir, purpose="test") -> async URL of a
                         fresh, migrated `amana_<service>_<purpose>` database (once a session)
-  own_broker            factory: a broker of the test's own that it may stop and start
+  own_broker            factory: a broker of the test's own, on free ports, that it may stop
+                        and start
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from amana_common.testing.infrastructure import (
     BrokerFactory,
     Infrastructure,
     LocalBroker,
+    free_port_pair,
     provide_infrastructure,
 )
 
@@ -99,8 +101,8 @@ async def migrated_database(postgres_server_url: str) -> AsyncIterator[MigratedD
 def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerFactory]:
     brokers: list[LocalBroker] = []
 
-    def make(port: int) -> LocalBroker:
-        broker = LocalBroker(tmp_path_factory.mktemp("broker"), port)
+    def make() -> LocalBroker:
+        broker = LocalBroker(tmp_path_factory.mktemp("broker"), free_port_pair())
         broker.start()
         brokers.append(broker)
         return broker
