@@ -104,11 +104,26 @@ async def test_a_killed_connection_is_temporary(
     assert classify(caught.value) is Failure.temporary
 
 
-async def test_a_pool_timeout_and_a_network_error_are_temporary() -> None:
+async def test_a_pool_timeout_and_network_errors_are_temporary_but_not_a_missing_file() -> None:
     from sqlalchemy.exc import TimeoutError as PoolTimeout
 
     assert classify(PoolTimeout("QueuePool limit reached")) is Failure.temporary
     assert classify(ConnectionRefusedError("connect")) is Failure.temporary
+    assert classify(OSError(111, "Connect call failed")) is Failure.temporary  # asyncio's
+    assert classify(TimeoutError()) is Failure.temporary
+    assert classify(FileNotFoundError("/etc/amana/rules.json")) is Failure.blocking
+
+
+async def test_a_database_that_does_not_answer_is_temporary() -> None:
+    closed = create_database("postgresql+asyncpg://amana:amana@127.0.0.1:1/postgres", 1)
+    try:
+        with pytest.raises(OSError) as caught:
+            async with closed.sessionmaker() as session:
+                await session.execute(text("SELECT 1"))
+    finally:
+        await closed.dispose()
+
+    assert classify(caught.value) is Failure.temporary
 
 
 def test_a_broken_contract_is_a_contract_failure_and_other_errors_block() -> None:

@@ -321,7 +321,9 @@ class EventConsumer:
         verdict: Verdict,
     ) -> None:
         """Holds the partition at `record`: sought back, paused until its backoff has passed."""
-        state = self._partitions[partition]
+        state = self._partitions.get(partition)
+        if state is None:
+            return  # revoked meanwhile: the new owner starts from the committed offset
         state.failures += 1
         state.blocked = verdict.outcome is Outcome.blocked
         delay = min(

@@ -14,6 +14,7 @@ can quote the row it refused.
 
 from __future__ import annotations
 
+import socket
 import traceback
 from enum import StrEnum
 from typing import Any
@@ -93,10 +94,17 @@ def is_temporary(error: BaseException) -> bool:
     code = sqlstate(error)
     if code is not None:
         return code[:2] in TEMPORARY_SQLSTATE_CLASSES or code in TEMPORARY_SQLSTATES
-    return any(
-        isinstance(cause, (OSError, PoolTimeout))
-        or (isinstance(cause, DBAPIError) and cause.connection_invalidated)
-        for cause in _causes(error)
+    return any(_is_connection_trouble(cause) for cause in _causes(error))
+
+
+def _is_connection_trouble(error: BaseException) -> bool:
+    """Lost or refused connections, timeouts, an exhausted pool; not a file a handler misses
+    (asyncio reports a refused connect as a bare OSError)."""
+    if isinstance(error, DBAPIError):
+        return error.connection_invalidated
+    return (
+        isinstance(error, (ConnectionError, TimeoutError, socket.gaierror, PoolTimeout))
+        or type(error) is OSError
     )
 
 

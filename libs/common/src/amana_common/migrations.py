@@ -126,7 +126,7 @@ def _run_with(connection: Connection, target_metadata: MetaData) -> None:
 
 
 async def _run_async(url: str, target_metadata: MetaData) -> None:
-    engine = create_async_engine(url, poolclass=pool.NullPool)
+    engine = create_async_engine(url, poolclass=pool.NullPool, hide_parameters=True)
     async with engine.connect() as connection:
         await connection.run_sync(_run_with, target_metadata)
     await engine.dispose()

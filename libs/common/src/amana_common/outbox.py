@@ -29,6 +29,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import bindparam, case, delete, exists, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from amana_common.inbox import describe
 from amana_common.kafka import CONTENT_TYPE_HEADER, KafkaConnection, reliable_producer
 from amana_common.tables import outbox
 from amana_common.worker import wait_or_stop
@@ -258,7 +259,7 @@ class OutboxRelay:
             async with self.sessionmaker() as session:
                 state = await outbox_state(session)
         except Exception as error:
-            log.debug("outbox metrics not read: %r", error)
+            log.debug("outbox metrics not read: %s", describe(error))
             return
         PENDING.labels(self.service).set(state.pending)
         PARKED.labels(self.service).set(state.parked)
@@ -313,10 +314,11 @@ def _counts_against_row(error: BaseException, broker_answered: bool) -> bool:
 
 
 def _describe(error: BaseException) -> str:
-    """The error's class and Kafka's own message; never a payload."""
+    """The error's class and Kafka's own message (never a payload); for a database error its
+    class and SQLSTATE."""
     if isinstance(error, KafkaError):
         return f"{type(error).__name__}: {error}"
-    return type(error).__name__
+    return describe(error)
 
 
 async def _take_relay_lock(session: AsyncSession) -> bool:

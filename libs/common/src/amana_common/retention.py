@@ -20,6 +20,7 @@ from prometheus_client import Counter
 from sqlalchemy import Column, CursorResult, Table, delete, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from amana_common.inbox import describe
 from amana_common.tables import idempotency_keys, processed_events
 from amana_common.worker import wait_or_stop
 
@@ -50,7 +51,7 @@ class RetentionPruner:
             try:
                 await self.prune_once()
             except Exception as error:
-                log.warning("pruning failed, trying again later: %r", error)
+                log.warning("pruning failed, trying again later: %s", describe(error))
             await wait_or_stop(stop, self.retention.interval_s)
 
     async def prune_once(self, now: datetime | None = None) -> dict[str, int]:
