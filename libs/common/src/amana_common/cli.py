@@ -19,14 +19,14 @@ from amana_common.db import Database, service_database
 from amana_common.migrations import upgrade_to_head
 from amana_common.observability import configure_logging
 from amana_common.settings import ServiceSettings
-from amana_common.worker import Component, outbox_relay, run_components, stop_on_signals
+from amana_common.worker import (
+    Component,
+    infrastructure_components,
+    run_components,
+    stop_on_signals,
+)
 
 S = TypeVar("S", bound=ServiceSettings)
-
-
-def outbox_relay_only(settings: ServiceSettings, database: Database) -> Sequence[Component]:
-    """The worker of a service that publishes its outbox and consumes nothing."""
-    return [outbox_relay(settings, database)]
 
 
 @dataclass(frozen=True)
@@ -35,14 +35,15 @@ class ServiceEntry(Generic[S]):
     `python -m <service>` runs, and what the catalog's tests and tools find through
     `amana_common.catalog.service_entry(name)`.
 
-    `components` makes the worker (default: the outbox relay; None: no worker at all).
+    `components` makes the worker (default: the outbox relay and the pruner; None: no worker
+    at all).
     `service_dir` holds alembic.ini and migrations/ (default: the folder two levels above the
     module defining `app`, services/<name>/, when it has an alembic.ini)."""
 
     name: str
     settings: Callable[[], S]
     app: Callable[[S], FastAPI]
-    components: Callable[[S, Database], Sequence[Component]] | None = outbox_relay_only
+    components: Callable[[S, Database], Sequence[Component]] | None = infrastructure_components
     service_dir: Path | None = None
 
     @property

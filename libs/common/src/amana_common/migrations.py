@@ -72,21 +72,24 @@ def drop_infrastructure_tables() -> None:
         op.drop_table(table)
 
 
-# What changed in the infrastructure tables since a service's first migration. The first
-# migration creates the current shape, so each step must be a no-op on a database it built.
-INFRASTRUCTURE_UPGRADES = (
-    "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS parked_at TIMESTAMP WITH TIME ZONE",
-    "CREATE INDEX IF NOT EXISTS ix_outbox_parked_keys ON outbox (topic, key) "
-    "WHERE parked_at IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS ix_processed_events_processed_at "
-    "ON processed_events (processed_at)",
-)
+def park_outbox_rows() -> None:
+    """Infrastructure change 2 (every service's migration after its first calls it): outbox
+    rows the relay sets aside (`parked_at`, and the index through which a parked row blocks
+    its key), and `processed_events` pruned by age."""
+    op.add_column("outbox", sa.Column("parked_at", sa.DateTime(timezone=True)))
+    op.create_index(
+        "ix_outbox_parked_keys",
+        "outbox",
+        ["topic", "key"],
+        postgresql_where=sa.text("parked_at IS NOT NULL"),
+    )
+    op.create_index("ix_processed_events_processed_at", "processed_events", ["processed_at"])
 
 
-def upgrade_infrastructure_tables() -> None:
-    """Brings the infrastructure tables of an existing database to the shape of `tables.py`."""
-    for statement in INFRASTRUCTURE_UPGRADES:
-        op.execute(statement)
+def unpark_outbox_rows() -> None:
+    op.drop_index("ix_processed_events_processed_at", "processed_events")
+    op.drop_index("ix_outbox_parked_keys", "outbox")
+    op.drop_column("outbox", "parked_at")
 
 
 def alembic_config(service_dir: Path, database_url: str) -> Config:

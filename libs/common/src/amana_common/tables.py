@@ -1,8 +1,8 @@
 """Infrastructure tables every service database has: outbox, processed events, idempotency keys.
 
-They are Core tables on their own metadata; each service's first migration creates them with
-`create_infrastructure_tables()`, and a later one brings older databases to this shape with
-`upgrade_infrastructure_tables()`.
+They are Core tables on their own metadata; each service's migrations build them with the
+functions of `amana_common.migrations` (`create_infrastructure_tables()`, then each change
+since, such as `park_outbox_rows()`).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Create Date: 2026-12-01
 
 from collections.abc import Sequence
 
-from amana_common.migrations import upgrade_infrastructure_tables
+from amana_common.migrations import park_outbox_rows, unpark_outbox_rows
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -16,9 +16,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    upgrade_infrastructure_tables()
+    park_outbox_rows()
 
 
 def downgrade() -> None:
-    """Nothing: the first migration builds the infrastructure tables in their current shape,
-    and its downgrade drops them whole."""
+    unpark_outbox_rows()
