@@ -4,6 +4,7 @@
 import asyncio
 
 import httpx
+from prometheus_client import REGISTRY
 
 from amana_common.auth import Role
 from amana_common.db import Database
@@ -22,6 +23,13 @@ from registry.settings import RegistrySettings
 from .conftest import household
 
 HOUSEHOLDS = 200
+
+
+def publish_failures() -> float:
+    return (
+        REGISTRY.get_sample_value("amana_outbox_publish_failures_total", {"service": "registry"})
+        or 0.0
+    )
 
 
 async def pending_rows(database: Database) -> int:
@@ -49,11 +57,13 @@ async def test_events_written_while_the_broker_is_down_all_arrive(
         client.headers.update(bearer(settings, Role.registrar))
         await asyncio.to_thread(broker.stop)
         failed_before = relay.stats.failed_rounds
+        counted_before = publish_failures()
         enrolled = await enrol(client, HOUSEHOLDS)
         ready = await client.get("/readyz")
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"] == {"database": "ok"}
         await eventually(lambda: relay.stats.failed_rounds >= failed_before + 2, timeout_s=30)
+        assert publish_failures() >= counted_before + 2, "the metric says so too"
         assert await pending_rows(registry_db) == HOUSEHOLDS, "the relay keeps every row"
 
         await asyncio.to_thread(broker.start)

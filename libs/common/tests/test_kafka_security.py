@@ -201,6 +201,13 @@ def test_the_settings_are_read_from_the_service_prefix(monkeypatch: pytest.Monke
     assert settings.topic_replication() == TopicReplication(3, 2)
 
 
+def test_empty_replication_variables_mean_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMANA_KAFKA_REPLICATION_FACTOR", "")
+    monkeypatch.setenv("AMANA_KAFKA_MIN_INSYNC_REPLICAS", "")
+
+    assert KafkaSettings().topic_replication() == TopicReplication(1, 1)
+
+
 def test_the_topic_creator_reads_amana_kafka_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AMANA_KAFKA_BOOTSTRAP", "kafka:9092")
     monkeypatch.setenv("AMANA_KAFKA_REPLICATION_FACTOR", "3")

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -86,6 +86,12 @@ class KafkaSettings(BaseSettings):
     kafka_min_insync_replicas: int | None = Field(
         default=None, ge=1, description="default: the factor minus one, at least 1, at most 2"
     )
+
+    @field_validator("kafka_replication_factor", "kafka_min_insync_replicas", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        """An empty variable (as compose and Helm write an unset value) means the default."""
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _check_kafka(self) -> KafkaSettings:

@@ -18,6 +18,7 @@ from amana_contracts.provider import (
     ProviderReactivatedV1,
     ProviderRegisteredV1,
     ProviderSnapshotV1,
+    ProviderStatus,
     ProviderStatusChangeV1,
     ProviderSuspendedV1,
     ProviderUpdatedV1,
@@ -47,7 +48,9 @@ async def on_provider_reactivated(
     await _apply_status(session, change, "active")
 
 
-async def _apply_status(session: AsyncSession, change: ProviderStatusChangeV1, status: str) -> None:
+async def _apply_status(
+    session: AsyncSession, change: ProviderStatusChangeV1, status: ProviderStatus
+) -> None:
     applied = await repository.apply_provider_status(
         session, change.provider_id, status, change.version, change.changed_at
     )

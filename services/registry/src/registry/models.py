@@ -102,7 +102,7 @@ class ProviderProjection(Base):
 
     provider_id: Mapped[UUID] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(CODE_LENGTH))
-    status: Mapped[str] = mapped_column(String(10))
+    status: Mapped[ProviderStatus] = mapped_column(String(10))
     mechanisms: Mapped[list[str]] = mapped_column(ARRAY(String(20)))
     currencies: Mapped[list[str]] = mapped_column(ARRAY(String(3)))
     service_areas: Mapped[list[str]] = mapped_column(ARRAY(String(LOCATION_LENGTH)))
@@ -121,5 +121,5 @@ class PayPointProjection(Base):
         ForeignKey("projected_providers.provider_id", ondelete="CASCADE"), index=True
     )
     code: Mapped[str] = mapped_column(String(CODE_LENGTH))
-    status: Mapped[str] = mapped_column(String(10))
+    status: Mapped[PayPointStatus] = mapped_column(String(10))
     location_codes: Mapped[list[str]] = mapped_column(ARRAY(String(LOCATION_LENGTH)))

@@ -13,7 +13,7 @@ from sqlalchemy.sql.base import ExecutableOption
 
 from amana_common.locations import ancestors_or_self
 from amana_common.pagination import keyset
-from amana_contracts.provider import ProviderSnapshotV1
+from amana_contracts.provider import ProviderSnapshotV1, ProviderStatus
 from registry.models import Household, Member, PayPointProjection, ProviderProjection
 
 
@@ -96,7 +96,11 @@ async def apply_provider_snapshot(session: AsyncSession, snapshot: ProviderSnaps
 
 
 async def apply_provider_status(
-    session: AsyncSession, provider_id: UUID, status: str, version: int, changed_at: datetime
+    session: AsyncSession,
+    provider_id: UUID,
+    status: ProviderStatus,
+    version: int,
+    changed_at: datetime,
 ) -> bool:
     """Sets the provider's status when `version` is newer than the projection's; False when
     it is not, or when no snapshot of the provider arrived yet (the next one carries it)."""
