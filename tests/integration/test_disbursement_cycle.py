@@ -31,6 +31,7 @@ from uuid6 import uuid7
 from amana_common.auth import Role, issue_token
 from amana_common.db import Database
 from amana_common.events import build_event
+from amana_common.kafka import KafkaConnection
 from amana_common.outbox import OutboxRelay
 from amana_common.testing.clients import TopicReader, eventually, running, serving
 from amana_common.testing.databases import clear_service_tables, committing_database
@@ -181,7 +182,7 @@ async def test_the_whole_cycle_pays_each_payment_once_and_reconciles(
     )
     # payroll.events is created by the catalog once payroll is cataloged; until then, here.
     payroll_topics = [topic_for("payroll"), dead_letter_topic(topic_for("payroll"))]
-    await ensure_topics(kafka_bootstrap, payroll_topics)
+    await ensure_topics(KafkaConnection(kafka_bootstrap), payroll_topics)
     group = f"disbursement-it-{uuid7().hex[:8]}"
     await skip_history(kafka_bootstrap, group)
     consumer = event_consumer(settings, disbursement_db, group_id=group)
@@ -228,7 +229,9 @@ async def test_the_whole_cycle_pays_each_payment_once_and_reconciles(
                         key=event.subject.encode(),
                     )
 
-            relay = OutboxRelay("disbursement", disbursement_db.sessionmaker, kafka_bootstrap)
+            relay = OutboxRelay(
+                "disbursement", disbursement_db.sessionmaker, KafkaConnection(kafka_bootstrap)
+            )
             async with running(Dispatcher(settings, disbursement_db), relay):
 
                 async def reconciled() -> bool:

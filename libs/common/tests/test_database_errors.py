@@ -166,6 +166,7 @@ async def test_service_sessions_carry_the_lock_statement_and_idle_timeouts(
     postgres_server_url: str,
 ) -> None:
     settings = ServiceSettings(
+        environment="test",
         database_url=postgres_url(postgres_server_url),
         db_lock_timeout_ms=1500,
         db_statement_timeout_ms=20_000,
@@ -186,7 +187,7 @@ async def test_service_sessions_carry_the_lock_statement_and_idle_timeouts(
         await database.dispose()
 
     assert shown == ["1500ms", "20s", "45s"]
-    defaults = ServiceSettings()
+    defaults = ServiceSettings(environment="test")
     assert (
         defaults.db_lock_timeout_ms,
         defaults.db_statement_timeout_ms,

@@ -1,5 +1,6 @@
 """Kafka TLS and SASL settings reach every client, and topics are replicated as configured."""
 
+import secrets
 import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,8 +23,13 @@ from amana_common.kafka import (
 from amana_common.settings import KafkaSettings, ServiceSettings, TopicReplication
 from amana_common.topics import new_topic
 
-STRONG_SECRET = "k" * 48
+STRONG_SECRET = secrets.token_urlsafe(48)
 STRONG_DB = "postgresql+asyncpg://amana:Vx9-long-random-pw@db/amana_demo"
+
+
+def service_settings(**values: Any) -> ServiceSettings:
+    """Settings of a test environment (production wants secrets these tests do not need)."""
+    return ServiceSettings(**({"environment": "test"} | values))
 
 
 def certificate(
@@ -76,7 +82,7 @@ def sasl_ssl(pki: dict[str, Path], **overrides: Any) -> ServiceSettings:
         "kafka_ssl_cert_file": str(pki["cert"]),
         "kafka_ssl_key_file": str(pki["key"]),
     }
-    return ServiceSettings(**(values | overrides))
+    return service_settings(**(values | overrides))
 
 
 def client_settings(client: Any) -> dict[str, Any]:
@@ -135,9 +141,9 @@ async def test_every_producer_consumer_and_admin_client_gets_the_same_security(
 
 def test_ssl_alone_sends_no_credentials_and_plaintext_no_context(pki: dict[str, Path]) -> None:
     tls = kafka_connection(
-        ServiceSettings(kafka_security_protocol="SSL", kafka_ssl_ca_file=str(pki["ca"]))
+        service_settings(kafka_security_protocol="SSL", kafka_ssl_ca_file=str(pki["ca"]))
     )
-    plain = kafka_connection(ServiceSettings(kafka_bootstrap="127.0.0.1:9092"))
+    plain = kafka_connection(service_settings(kafka_bootstrap="127.0.0.1:9092"))
 
     assert tls.ssl_context is not None and tls.sasl_mechanism is None
     assert "sasl_plain_password" not in tls.client_kwargs()
@@ -151,7 +157,7 @@ def test_ssl_alone_sends_no_credentials_and_plaintext_no_context(pki: dict[str, 
 def test_a_ca_file_that_is_not_there_fails_at_start_not_at_the_first_message(
     tmp_path: Path,
 ) -> None:
-    settings = ServiceSettings(
+    settings = service_settings(
         kafka_security_protocol="SSL", kafka_ssl_ca_file=str(tmp_path / "missing.pem")
     )
 
@@ -175,7 +181,7 @@ def test_a_ca_file_that_is_not_there_fails_at_start_not_at_the_first_message(
 )
 def test_inconsistent_kafka_settings_are_refused(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        ServiceSettings(**overrides)
+        service_settings(**overrides)
 
 
 def test_the_settings_are_read_from_the_service_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -185,6 +191,7 @@ def test_the_settings_are_read_from_the_service_prefix(monkeypatch: pytest.Monke
         model_config = service_config("DEMO_")
 
     for name, value in {
+        "DEMO_ENVIRONMENT": "test",
         "DEMO_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
         "DEMO_KAFKA_SASL_USERNAME": "demo",
         "DEMO_KAFKA_SASL_PASSWORD": "pw",
@@ -219,12 +226,14 @@ def test_the_topic_creator_reads_amana_kafka_variables(monkeypatch: pytest.Monke
 
 
 def test_replication_defaults_to_one_outside_production_and_three_in_it() -> None:
-    assert ServiceSettings(environment="test").topic_replication() == TopicReplication(1, 1)
+    assert service_settings().topic_replication() == TopicReplication(1, 1)
     production = ServiceSettings(
         environment="production", jwt_secret=STRONG_SECRET, database_url=STRONG_DB
     )
     assert production.topic_replication() == TopicReplication(3, 2)
-    assert ServiceSettings(kafka_replication_factor=2).topic_replication() == TopicReplication(2, 1)
+    assert service_settings(kafka_replication_factor=2).topic_replication() == TopicReplication(
+        2, 1
+    )
 
 
 def test_production_refuses_a_replication_factor_of_one() -> None:

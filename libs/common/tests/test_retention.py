@@ -82,6 +82,7 @@ async def test_every_worker_runs_the_relay_and_the_pruner_with_the_settings_rete
     database: Database,
 ) -> None:
     settings = ServiceSettings(
+        environment="test",
         service_name="registry",
         processed_events_retention_days=10,
         idempotency_keys_retention_days=2,

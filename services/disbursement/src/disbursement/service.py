@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from uuid6 import uuid7
 
 from amana_common.errors import Problem
-from amana_common.events import publish
+from amana_common.events import add_to_outbox
 from amana_contracts.base import EventData
 from amana_contracts.disbursement import (
     PaymentFailedV1,
@@ -310,7 +310,7 @@ async def apply_results(
             )
     await repository.set_outcomes(session, list(outcomes.changes.values()), now)
     await repository.add_exceptions(session, outcomes.exceptions)
-    await publish(session, *outcomes.events)
+    await add_to_outbox(session, *outcomes.events)
     await reconcile_if_complete(session, sorted({row.payroll_id for row in rows}), now)
     return outcomes.answer()
 
@@ -497,7 +497,7 @@ def _body_problem(error: ValidationError) -> Problem:
 async def expire_due_payments(session: AsyncSession, now: datetime, limit: int) -> int:
     """Expires open payments past their payment window (PaymentFailed, outcome expired)."""
     rows = await repository.expire_due(session, now, limit, domain.EXPIRED_REASON)
-    await publish(
+    await add_to_outbox(
         session,
         *(
             PaymentFailedV1(
@@ -553,7 +553,7 @@ async def reconcile_if_complete(
             continue
         payroll.status = "reconciled"
         payroll.reconciled_at = now
-        await publish(session, _reconciled_event(result, now))
+        await add_to_outbox(session, _reconciled_event(result, now))
 
 
 def _reconciled_event(result: PayrollReconciliation, now: datetime) -> PayrollReconciledV1:
