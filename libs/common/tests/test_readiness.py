@@ -86,3 +86,19 @@ async def test_a_database_that_accepts_but_never_answers_is_not_ready_within_the
     assert response.status_code == 503
     assert response.json()["detail"] == "not ready: database"
     assert elapsed < 5
+
+
+async def test_a_worker_s_kafka_check_says_when_the_broker_is_unreachable(
+    postgres_server_url: str, kafka_bootstrap: str
+) -> None:
+    from fastapi import FastAPI
+
+    from amana_common.app import kafka_readiness
+
+    app = FastAPI()
+    answers = []
+    for bootstrap in (kafka_bootstrap, "127.0.0.1:1"):
+        app.state.settings = ServiceSettings(environment="test", kafka_bootstrap=bootstrap)
+        answers.append(await kafka_readiness(app))
+
+    assert answers == [{"kafka": "ok"}, {"kafka": "unavailable"}]

@@ -21,6 +21,7 @@ from amana_common.errors import (
     install_problem_handlers,
     problem_response,
 )
+from amana_common.kafka import kafka_connection, kafka_is_reachable
 from amana_common.limits import BodySizeLimitMiddleware
 from amana_common.observability import RequestContextMiddleware, configure_logging
 from amana_common.outbox_admin import outbox_admin_router
@@ -112,6 +113,14 @@ def health_router(uses_database: bool, readiness: ReadinessCheck | None) -> APIR
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+async def kafka_readiness(app: FastAPI) -> dict[str, Any]:
+    """A readiness check for what needs the broker to do its work (a worker), never for an
+    API: its writes go to the outbox whatever the broker does."""
+    settings: ServiceSettings = app.state.settings
+    reachable = await kafka_is_reachable(kafka_connection(settings), READINESS_TIMEOUT_S)
+    return {"kafka": "ok" if reachable else "unavailable"}
 
 
 async def readiness_checks(app: FastAPI, uses_database: bool) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 import uvicorn
 from fastapi import FastAPI
 
-from amana_common.app import health_router
+from amana_common.app import health_router, kafka_readiness
 from amana_common.db import Database, service_database
 from amana_common.migrations import upgrade_to_head
 from amana_common.observability import configure_logging
@@ -103,11 +103,11 @@ async def _serve(entry: ServiceEntry[S], settings: S, *, api: bool, worker: bool
 
 def worker_probe_app(settings: ServiceSettings, database: Database | None) -> FastAPI:
     """What a lone worker answers on host:port: /healthz (its event loop turns), /readyz (its
-    database answers) and /metrics (its outbox and consumer metrics)."""
+    database and Kafka answer) and /metrics (its outbox and consumer metrics)."""
     app = FastAPI(title=f"{settings.service_name} worker", openapi_url=None, docs_url=None)
     app.state.settings = settings
     app.state.database = database
-    app.include_router(health_router(database is not None, None))
+    app.include_router(health_router(database is not None, kafka_readiness))
     return app
 
 

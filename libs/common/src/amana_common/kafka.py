@@ -6,11 +6,12 @@ and SASL (SCRAM) apply to all of them alike.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.helpers import create_ssl_context
 
@@ -101,3 +102,15 @@ def admin_client(connection: KafkaConnection, request_timeout_s: float = 15) -> 
     return AIOKafkaAdminClient(
         **connection.client_kwargs(), request_timeout_ms=int(request_timeout_s * 1000)
     )
+
+
+async def kafka_is_reachable(connection: KafkaConnection, timeout_s: float = 3.0) -> bool:
+    """Whether a broker answers (and accepts our credentials) within `timeout_s`."""
+    client = AIOKafkaClient(**connection.client_kwargs(), request_timeout_ms=int(timeout_s * 1000))
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout_s)
+        return True
+    except Exception:
+        return False
+    finally:
+        await client.close()
