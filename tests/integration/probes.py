@@ -102,6 +102,10 @@ class ProbeProducer:
     async def send_event(self, event: CloudEvent) -> Sent:
         return await self.send_on(event, event.subject)
 
+    async def send_on_key(self, payload: EventData, key: str) -> Sent:
+        """`payload` as an event on Kafka key `key` (one key: one partition, in order)."""
+        return await self.send_on(build_event(payload), key)
+
     async def send_on(self, event: CloudEvent, key: str) -> Sent:
         """`event` with another Kafka key than its subject (to put it on that key's partition)."""
         return await self.send_raw(event.model_dump_json().encode(), key, event)

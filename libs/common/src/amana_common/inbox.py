@@ -18,6 +18,7 @@ import socket
 import traceback
 from enum import StrEnum
 from typing import Any
+from uuid import UUID
 
 from pydantic import ValidationError
 from sqlalchemy.dialects.postgresql import insert
@@ -80,6 +81,21 @@ async def record_first_delivery(session: AsyncSession, consumer: str, event: Clo
         .returning(processed_events.c.event_id)
     )
     return first_time is not None
+
+
+async def record_first_deliveries(
+    session: AsyncSession, consumer: str, events: list[CloudEvent]
+) -> set[UUID]:
+    """`record_first_delivery` for many events in one statement; answers the ids seen for the
+    first time (an id twice in `events` counts once)."""
+    rows = {event.id: event.type for event in events}
+    first = await session.scalars(
+        insert(processed_events)
+        .values([{"consumer": consumer, "event_id": i, "event_type": t} for i, t in rows.items()])
+        .on_conflict_do_nothing()
+        .returning(processed_events.c.event_id)
+    )
+    return set(first.all())
 
 
 def classify(error: BaseException) -> Failure:
