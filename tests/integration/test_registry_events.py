@@ -7,6 +7,7 @@ from uuid import UUID
 import httpx
 
 from amana_common.db import Database
+from amana_common.kafka import KafkaConnection
 from amana_common.outbox import OutboxRelay
 from amana_common.testing.clients import TopicReader, running
 from amana_contracts.registry import HouseholdEnrolledV1, HouseholdStatusChangedV1
@@ -41,7 +42,7 @@ async def test_enrolled_household_is_published_as_a_cloudevent(
 async def test_changes_reach_the_broker_in_order_with_increasing_versions(
     registry_client: httpx.AsyncClient, registry_db: Database, kafka_bootstrap: str
 ) -> None:
-    relay = OutboxRelay("registry", registry_db.sessionmaker, kafka_bootstrap)
+    relay = OutboxRelay("registry", registry_db.sessionmaker, KafkaConnection(kafka_bootstrap))
     async with TopicReader(kafka_bootstrap, "registry.events") as reader, running(relay):
         created = (await registry_client.post("/households", json=household())).json()
         url = f"/households/{created['id']}"

@@ -45,6 +45,8 @@ from amana_common.value_sets import one_of
 from amana_contracts.provider import Mechanism, PayPointStatus, ProviderStatus
 from amana_contracts.registry import AccountKind, HouseholdStatus
 
+CODE_LENGTH = 32
+LOCATION_LENGTH = 50
 # `registry_fold` is created by migration 0004: lower(unaccent(text)), declared IMMUTABLE.
 SEARCH_NAME = "public.registry_fold(((given_name)::text || ' '::text) || (family_name)::text)"
 SEARCH_WORDS = f"string_to_array({SEARCH_NAME}, ' '::text)"
