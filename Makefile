@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # The chart renders only with a way to verify tokens: an example identity provider and Secret.
 HELM_EXAMPLE_VALUES := --set global.jwksUrl=https://idp.example.org/certs --set secrets.existingSecret=amana-secrets
 
-.PHONY: help uv sync infra run stop status test test-unit test-integration lint format contracts catalog service helm-lint logs bench bench-gateway bench-disbursement
+.PHONY: help uv sync infra run stop status test test-unit test-integration lint format contracts catalog service helm-lint logs bench bench-gateway bench-disbursement bench-registry-search
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -97,10 +97,13 @@ helm-lint: sync ## helm lint, template and validate the chart against the Kubern
 	done && \
 	echo "helm: chart lints, renders and validates against the Kubernetes 1.34 schemas"
 
-bench: bench-gateway bench-disbursement ## every benchmark, each printing its figure and its bar
+bench: bench-gateway bench-disbursement bench-registry-search ## every benchmark, each printing its figure and its bar
 
 bench-gateway: infra ## gateway p95 overhead over a direct call at 500 requests/s (bar: 5 ms)
 	@$(RUN) python bench/gateway_overhead.py --seconds 20
 
 bench-disbursement: infra ## 1M-line payroll to batches (<= 120 s), batch webhooks (>= 5,000 results/s), single webhooks (p95 <= 100 ms at 200/s)
 	@$(RUN) python bench/disbursement_throughput.py
+
+bench-registry-search: infra ## registry search by name on 1,000,000 members (bar: p95 100 ms)
+	@$(RUN) python bench/registry_search.py --members 1000000

@@ -1,3 +1,4 @@
+import itertools
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -162,7 +163,12 @@ async def post_and_consume(
     return created, envelope
 
 
+_national_ids = itertools.count(27_118_043)
+
+
 def household(location_code: str = "KE-047-0101") -> dict[str, object]:
+    """A household to enrol; each call's head has a national id of its own (the registry holds
+    one household per identifier)."""
     return {
         "location_code": location_code,
         "members": [
@@ -172,7 +178,7 @@ def household(location_code: str = "KE-047-0101") -> dict[str, object]:
                 "sex": "female",
                 "date_of_birth": "1979-11-30",
                 "relationship": "head",
-                "identifiers": [{"scheme": "national_id", "value": "27118043"}],
+                "identifiers": [{"scheme": "national_id", "value": str(next(_national_ids))}],
             },
             {
                 "given_name": "Juma",

@@ -40,6 +40,7 @@ NotPayableReason = Literal[
     "pay_point_unavailable",
     "location_not_served",
     "account_missing",
+    "currency_not_offered",  # added: the provider no longer pays in the preference's currency
 ]
 DuplicateDecision = Literal["not_duplicate", "duplicate_merged", "duplicate_exited"]
 
@@ -92,6 +93,11 @@ class PaymentPreferenceV1(_Value):
     mechanism: Mechanism
     pay_point_id: UUID | None = Field(default=None, description="cash_pay_point only")
     account: AccountV1 | None = Field(default=None, description="every mechanism but cash")
+    currency: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 currency the household is paid in through this provider",
+    )
 
 
 class HouseholdSnapshotV1(EventData):

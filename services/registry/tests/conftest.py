@@ -1,3 +1,4 @@
+import itertools
 from pathlib import Path
 
 from amana_common.testing.service import committing_fixtures, service_fixtures
@@ -14,7 +15,11 @@ committed_database, committed_client = committing_fixtures(
 )
 
 
+_national_ids = itertools.count(20_000_001)
+
+
 def household(**overrides: object) -> dict[str, object]:
+    """A valid enrolment body; each call gives the head a national id of its own."""
     body: dict[str, object] = {
         "location_code": "KE-047-0101",
         "phone": "+254700000001",
@@ -25,7 +30,7 @@ def household(**overrides: object) -> dict[str, object]:
                 "sex": "female",
                 "date_of_birth": "1984-03-02",
                 "relationship": "head",
-                "identifiers": [{"scheme": "national_id", "value": "12345678"}],
+                "identifiers": [{"scheme": "national_id", "value": str(next(_national_ids))}],
             },
             {
                 "given_name": "Baraka",
@@ -34,6 +39,9 @@ def household(**overrides: object) -> dict[str, object]:
                 "date_of_birth": "2015-07-19",
                 "relationship": "child",
                 "disability": True,
+                "identifiers": [
+                    {"scheme": "birth_certificate", "value": f"BC{next(_national_ids)}"}
+                ],
             },
         ],
     }

@@ -138,4 +138,14 @@ def test_every_read_of_household_data_is_an_audited_read(settings: RegistrySetti
             for dependency in route.dependant.dependencies
         )
     ]
-    assert reads == audited == ["/households/{household_id}", "/households"]
+    assert (
+        reads
+        == audited
+        == [
+            "/households/search",
+            "/households/{household_id}",
+            "/households",
+            "/households/{household_id}/status-history",
+            "/households/{household_id}/history",
+        ]
+    )

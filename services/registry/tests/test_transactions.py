@@ -56,11 +56,12 @@ async def test_two_concurrent_requests_with_one_key_run_once_and_replay_once(
     """The second arrives while the first's transaction is open (its insert sleeps): it waits
     for the first to commit and replays its answer, instead of running again or failing."""
     headers = {"Idempotency-Key": "concurrent-same"}
+    body = household()
     async with slowed_writes(committed_database, "households", SLOW_S):
         started = time.monotonic()
         first, second = await asyncio.gather(
-            committed_client.post("/households", json=household(), headers=headers),
-            committed_client.post("/households", json=household(), headers=headers),
+            committed_client.post("/households", json=body, headers=headers),
+            committed_client.post("/households", json=body, headers=headers),
         )
         elapsed = time.monotonic() - started
 

@@ -1,5 +1,7 @@
 """What the registry consumes: provider events, kept as the projection against which payment
-preferences are checked (provider, mechanism, currency, pay point, location)."""
+preferences are checked (provider, mechanism, currency, pay point, location). A provider event
+that changes the projection also gives the households paying through that provider their next
+snapshot, so payroll learns whether they are payable (and why not) in the same transaction."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from amana_contracts.provider import (
     ProviderSuspendedV1,
     ProviderUpdatedV1,
 )
-from registry import repository
+from registry import repository, service
 
 PROVIDER_PROJECTION = "registry-provider-projection"
 
@@ -33,7 +35,8 @@ log = logging.getLogger("registry.consumers")
 async def on_provider_snapshot(
     session: AsyncSession, snapshot: ProviderSnapshotV1, event: CloudEvent
 ) -> None:
-    await repository.apply_provider_snapshot(session, snapshot)
+    if await repository.apply_provider_snapshot(session, snapshot):
+        await service.republish_for_provider(session, snapshot.provider_id)
 
 
 async def on_provider_suspended(
@@ -54,7 +57,9 @@ async def _apply_status(
     applied = await repository.apply_provider_status(
         session, change.provider_id, status, change.version, change.changed_at
     )
-    if not applied:
+    if applied:
+        await service.republish_for_provider(session, change.provider_id)
+    else:
         log.info(
             "provider %s status v%s not applied: older than the projection, or no snapshot yet",
             change.provider_id,

@@ -3,17 +3,22 @@ from fastapi import FastAPI
 from amana_common.app import create_app
 from amana_common.cli import ServiceEntry
 from registry.api import router
+from registry.reference import cleaning_rules
 from registry.settings import RegistrySettings
 from registry.worker import worker_components
 
 
 def create_registry_app(settings: RegistrySettings | None = None) -> FastAPI:
-    return create_app(
-        settings or RegistrySettings(),
+    settings = settings or RegistrySettings()
+    app = create_app(
+        settings,
         [router],
         title="Amana registry",
-        description="Beneficiary households, their members and identifiers.",
+        description="Beneficiary households, their members, identifiers and payment preferences.",
     )
+    # Loaded now, so that a broken location file or attribute schema stops the start.
+    app.state.cleaning_rules = cleaning_rules(settings)
+    return app
 
 
 ENTRY = ServiceEntry(

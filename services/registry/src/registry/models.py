@@ -1,34 +1,55 @@
-"""Registry tables: the household, its members and their identifiers; and the projection of
-the payment providers (from provider events) against which payment preferences are checked."""
+"""Registry tables: households, members, identifiers, payment preferences and their history.
+
+What the database guarantees by itself, whatever writes to it (API, imports, SQL):
+
+- one head and one primary recipient per household: partial unique indexes refuse a second
+  one at once, and deferred constraint triggers (migration 0004) refuse a household left with
+  none when its transaction commits;
+- an identifier (scheme, value) belongs to one household that has not exited: a partial
+  unique index over `member_identifiers`, whose `household_exited` flag (a copy of the
+  household's status) is set when the household exits, so exiting frees its identifiers;
+- name search keys, kept by PostgreSQL itself: `members.search_name` (given and family name
+  folded by `registry_fold`: unaccent + lower) and `members.search_words` (its words, indexed)
+  are generated columns; `name_words` holds every word once (statement triggers on members add
+  new ones), indexed for trigram search, so that a name search looks up the words near each
+  word of the query in a small table, then the members holding them.
+"""
 
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
     CheckConstraint,
+    Computed,
     Date,
     DateTime,
+    Double,
     ForeignKey,
     Index,
+    Integer,
     SmallInteger,
     String,
+    Text,
     UniqueConstraint,
-    false,
     orm,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from amana_common.db import new_metadata
 from amana_common.value_sets import one_of
-from amana_contracts.provider import PayPointStatus, ProviderStatus
-from amana_contracts.registry import HouseholdStatus
+from amana_contracts.provider import Mechanism, PayPointStatus, ProviderStatus
+from amana_contracts.registry import AccountKind, HouseholdStatus
 
 CODE_LENGTH = 32
 LOCATION_LENGTH = 50
+# `registry_fold` is created by migration 0004: lower(unaccent(text)), declared IMMUTABLE.
+SEARCH_NAME = "public.registry_fold(((given_name)::text || ' '::text) || (family_name)::text)"
+SEARCH_WORDS = f"string_to_array({SEARCH_NAME}, ' '::text)"
 
 
 class Base(DeclarativeBase):
@@ -37,14 +58,45 @@ class Base(DeclarativeBase):
 
 class Household(Base):
     __tablename__ = "households"
-    __table_args__ = (CheckConstraint(one_of("status", HouseholdStatus), name="status"),)
+    __table_args__ = (
+        CheckConstraint(one_of("status", HouseholdStatus), name="status"),
+        CheckConstraint("(latitude IS NULL) = (longitude IS NULL)", name="gps_pair"),
+        CheckConstraint("latitude BETWEEN -90 AND 90", name="latitude"),
+        CheckConstraint("longitude BETWEEN -180 AND 180", name="longitude"),
+        Index(
+            "ix_households_location_code",
+            "location_code",
+            postgresql_ops={"location_code": "varchar_pattern_ops"},
+        ),
+        Index("ix_households_updated_at", "updated_at"),
+        Index("ix_households_phone", "phone"),
+        Index(
+            "ix_households_duplicate_review_open",
+            "id",
+            postgresql_where=text("duplicate_review_open"),
+        ),
+        Index(
+            "ix_households_eligibility_attributes",
+            "eligibility_attributes",
+            postgresql_using="gin",
+            postgresql_ops={"eligibility_attributes": "jsonb_path_ops"},
+        ),
+    )
 
     id: Mapped[UUID] = mapped_column(primary_key=True)
     household_number: Mapped[str] = mapped_column(String(20), unique=True)
-    location_code: Mapped[str] = mapped_column(String(50), index=True)
+    location_code: Mapped[str] = mapped_column(String(50))
     status: Mapped[HouseholdStatus] = mapped_column(String(20), index=True)
+    status_reason: Mapped[str | None] = mapped_column(String(500))
+    status_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     address: Mapped[str | None] = mapped_column(String(500))
     phone: Mapped[str | None] = mapped_column(String(20))
+    latitude: Mapped[float | None] = mapped_column(Double)
+    longitude: Mapped[float | None] = mapped_column(Double)
+    eligibility_attributes: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, server_default=text("'{}'::jsonb")
+    )
+    duplicate_review_open: Mapped[bool] = mapped_column(server_default=text("false"))
     enrolled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(default=1, server_default="1")
@@ -55,6 +107,9 @@ class Household(Base):
         lazy="raise",
         cascade="all, delete-orphan",
     )
+    payment_preference: Mapped[PaymentPreference | None] = orm.relationship(
+        lazy="raise", cascade="all, delete-orphan", uselist=False
+    )
 
 
 class Member(Base):
@@ -62,20 +117,35 @@ class Member(Base):
     __tablename__ = "members"
     __table_args__ = (
         UniqueConstraint("household_id", "position"),
-        # The database, not only the API, guarantees one head of household.
+        # At most one head and one primary recipient at once; "at least one" is checked by
+        # deferred constraint triggers when the transaction commits (migration 0004).
         Index("uq_members_one_head", "household_id", unique=True, postgresql_where=text("is_head")),
+        Index(
+            "uq_members_one_primary_recipient",
+            "household_id",
+            unique=True,
+            postgresql_where=text("is_primary_recipient"),
+        ),
+        Index("ix_members_search_words", "search_words", postgresql_using="gin"),
+        Index("ix_members_phone", "phone"),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True)
     household_id: Mapped[UUID] = mapped_column(ForeignKey("households.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(SmallInteger)
     is_head: Mapped[bool]
+    is_primary_recipient: Mapped[bool] = mapped_column(server_default=text("false"))
     relationship: Mapped[str] = mapped_column(String(20))
     given_name: Mapped[str] = mapped_column(String(100))
     family_name: Mapped[str] = mapped_column(String(100))
     sex: Mapped[str] = mapped_column(String(10))
     date_of_birth: Mapped[date] = mapped_column(Date)
-    disability: Mapped[bool] = mapped_column(default=False, server_default=false())
+    disability: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    search_name: Mapped[str] = mapped_column(Text, Computed(SEARCH_NAME, persisted=True))
+    search_words: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), Computed(SEARCH_WORDS, persisted=True)
+    )
 
     household: Mapped[Household] = orm.relationship(back_populates="members", lazy="raise")
     identifiers: Mapped[list[MemberIdentifier]] = orm.relationship(
@@ -83,15 +153,99 @@ class Member(Base):
     )
 
 
+class NameWord(Base):
+    """Every folded word of a member's name, once (kept by triggers, never deleted)."""
+
+    __tablename__ = "name_words"
+    __table_args__ = (
+        Index(
+            "ix_name_words_word_trigrams",
+            "word",
+            postgresql_using="gin",
+            postgresql_ops={"word": "public.gin_trgm_ops"},
+        ),
+    )
+
+    word: Mapped[str] = mapped_column(Text, primary_key=True)
+
+
 class MemberIdentifier(Base):
     __tablename__ = "member_identifiers"
-    __table_args__ = (Index("ix_member_identifiers_scheme", "scheme", "value"),)
+    __table_args__ = (
+        Index(
+            "uq_member_identifiers_scheme_value",
+            "scheme",
+            "value",
+            unique=True,
+            postgresql_where=text("NOT household_exited"),
+        ),
+        Index("ix_member_identifiers_value", "value"),
+        Index("ix_member_identifiers_household_id", "household_id"),
+    )
 
     member_id: Mapped[UUID] = mapped_column(
         ForeignKey("members.id", ondelete="CASCADE"), primary_key=True
     )
     scheme: Mapped[str] = mapped_column(String(30), primary_key=True)
     value: Mapped[str] = mapped_column(String(64))
+    # Copies of the household's id and of `status = 'exited'`, for the partial unique index.
+    household_id: Mapped[UUID] = mapped_column(ForeignKey("households.id", ondelete="CASCADE"))
+    household_exited: Mapped[bool] = mapped_column(server_default=text("false"))
+
+
+class PaymentPreference(Base):
+    """How a household wants to be paid. Checked against the provider projection when set;
+    kept when the provider later changes, so that the snapshot can say why it is not payable."""
+
+    __tablename__ = "payment_preferences"
+    __table_args__ = (
+        CheckConstraint(one_of("mechanism", Mechanism), name="mechanism"),
+        CheckConstraint(one_of("account_kind", AccountKind), name="account_kind"),
+        CheckConstraint("(account_kind IS NULL) = (account_value IS NULL)", name="account_pair"),
+        Index("ix_payment_preferences_provider_id", "provider_id"),
+    )
+
+    household_id: Mapped[UUID] = mapped_column(
+        ForeignKey("households.id", ondelete="CASCADE"), primary_key=True
+    )
+    provider_id: Mapped[UUID]
+    mechanism: Mapped[str] = mapped_column(String(20))
+    currency: Mapped[str] = mapped_column(String(3))
+    pay_point_id: Mapped[UUID | None]
+    account_kind: Mapped[str | None] = mapped_column(String(20))
+    account_value: Mapped[str | None] = mapped_column(String(64))
+    bank_code: Mapped[str | None] = mapped_column(String(20))
+    holder_name: Mapped[str | None] = mapped_column(String(200))
+    set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class HouseholdStatusChange(Base):
+    __tablename__ = "household_status_changes"
+    __table_args__ = (Index("ix_household_status_changes_household_id", "household_id", "id"),)
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    household_id: Mapped[UUID] = mapped_column(ForeignKey("households.id", ondelete="CASCADE"))
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(String(500))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    changed_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class HouseholdChange(Base):
+    """Who changed what and when: one row per version of a household, with every field that
+    changed (before and after). Personal data: read through the API, never logged."""
+
+    __tablename__ = "household_changes"
+    __table_args__ = (UniqueConstraint("household_id", "version"),)
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    household_id: Mapped[UUID] = mapped_column(ForeignKey("households.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(40))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    changed_by: Mapped[str | None] = mapped_column(String(200))
+    changes: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
 
 
 class ProviderProjection(Base):

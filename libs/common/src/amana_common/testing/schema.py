@@ -113,7 +113,9 @@ def _catalog_differences(connection: Connection, expected: MetaData) -> list[Dif
     expected.create_all(connection)
     tables = set(expected.tables)
     migrated = _catalog(connection, str(migrated_schema), tables)
-    modelled = _catalog(connection, SCRATCH_SCHEMA, tables)
+    # Objects the models name by their schema (an extension's function or operator class in
+    # `public`, which the scratch schema's search path does not show) compare unqualified.
+    modelled = _catalog(connection, SCRATCH_SCHEMA, tables, str(migrated_schema))
     differences: list[Difference] = []
     for key in sorted(migrated.keys() | modelled.keys()):
         kind, table, name = key
@@ -127,10 +129,14 @@ def _catalog_differences(connection: Connection, expected: MetaData) -> list[Dif
     return differences
 
 
-def _catalog(connection: Connection, schema: str, tables: set[str]) -> dict[Any, str]:
+def _catalog(
+    connection: Connection, schema: str, tables: set[str], *also_unqualified: str
+) -> dict[Any, str]:
     found: dict[Any, str] = {}
     for kind, query in _CATALOG.items():
         for table, name, definition in connection.execute(text(query), {"schema": schema}):
             if table in tables:
-                found[kind, table, name] = definition.replace(f"{schema}.", "")
+                for qualifier in (schema, *also_unqualified):
+                    definition = definition.replace(f"{qualifier}.", "")
+                found[kind, table, name] = definition
     return found
