@@ -45,6 +45,9 @@ class ServiceEntry(Generic[S]):
     app: Callable[[S], FastAPI]
     components: Callable[[S, Database], Sequence[Component]] | None = infrastructure_components
     service_dir: Path | None = None
+    api_server: Callable[[FastAPI, ServiceSettings], Component] | None = None
+    """Serves the API; `ApiServer` unless a service needs more (the PSP sandbox closes its
+    port on request to simulate an outage)."""
 
     @property
     def migrations_dir(self) -> Path | None:
@@ -86,13 +89,14 @@ async def _serve(entry: ServiceEntry[S], settings: S, *, api: bool, worker: bool
     stop = asyncio.Event()
     components: list[Component] = []
     if api:
-        components.append(_ApiServer(entry.app(settings), settings))
+        serve_api = entry.api_server or ApiServer
+        components.append(serve_api(entry.app(settings), settings))
     database = None
     if worker and entry.components is not None:
         database = service_database(settings, pool_size=5)
         components.extend(entry.components(settings, database))
     if worker and not api and settings.worker_probes:
-        components.append(_ApiServer(worker_probe_app(settings, database), settings))
+        components.append(ApiServer(worker_probe_app(settings, database), settings))
     stop_on_signals(stop)
     try:
         await run_components(components, stop)
@@ -103,11 +107,13 @@ async def _serve(entry: ServiceEntry[S], settings: S, *, api: bool, worker: bool
 
 def worker_probe_app(settings: ServiceSettings, database: Database | None) -> FastAPI:
     """What a lone worker answers on host:port: /healthz (its event loop turns), /readyz (its
-    database and Kafka answer) and /metrics (its outbox and consumer metrics)."""
+    database and, when the service uses one, Kafka answer) and /metrics (its outbox and
+    consumer metrics)."""
     app = FastAPI(title=f"{settings.service_name} worker", openapi_url=None, docs_url=None)
     app.state.settings = settings
     app.state.database = database
-    app.include_router(health_router(database is not None, kafka_readiness))
+    kafka = kafka_readiness if settings.uses_kafka else None
+    app.include_router(health_router(database is not None, kafka))
     return app
 
 
@@ -119,7 +125,9 @@ class _ServerWithoutSignals(uvicorn.Server):
         yield
 
 
-class _ApiServer:
+class ApiServer:
+    """uvicorn serving the app until `stop` is set; when it stops by itself it sets `stop`."""
+
     def __init__(self, app: FastAPI, settings: ServiceSettings) -> None:
         config = uvicorn.Config(
             app,

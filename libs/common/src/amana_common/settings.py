@@ -128,6 +128,9 @@ class ServiceSettings(KafkaSettings):
     # Whether the server believes X-Forwarded-For/-Proto from loopback (uvicorn's default):
     # services behind the local gateway then log the caller's address.
     server_proxy_headers: ClassVar[bool] = True
+    # False for a service that neither publishes nor consumes (the PSP sandbox): its worker's
+    # readiness does not ask the broker.
+    uses_kafka: ClassVar[bool] = True
 
     service_name: str = "amana"
     # Production unless told otherwise (<PREFIX>ENVIRONMENT, else AMANA_ENVIRONMENT for every
