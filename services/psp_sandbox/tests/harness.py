@@ -18,8 +18,8 @@ from amana_common.testing.clients import eventually, running
 from psp_sandbox.models import Delivery, Payment
 from psp_sandbox.worker import ResultPlanner, WebhookSender
 
-from .conftest import SECRET, all_pages, batch_body, configure, fast_settings, post_batch
 from .receiver import Expected, Receiver, receiving
+from .support import SECRET, all_pages, batch_body, configure, fast_settings, post_batch
 
 
 @dataclass

@@ -14,7 +14,7 @@ from amana_common.testing.service import TEST_BODY_LIMIT
 from psp_sandbox.domain import DEFAULT_REASON_MIX, decide_outcome
 from psp_sandbox.models import Batch, Payment
 
-from .conftest import (
+from .support import (
     api_key_for,
     assert_problem,
     batch_body,

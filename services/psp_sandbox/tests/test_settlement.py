@@ -3,28 +3,17 @@
 answer 2xx. Real committing sessions, the real worker, a real HTTP receiver."""
 
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime
 from itertools import pairwise
 
-import httpx
 import pytest
 
-from amana_common.db import Database
 from psp_sandbox.domain import DEFAULT_REASON_MIX, decide_outcome
 
-from .conftest import all_pages
-from .harness import Sandbox, sandbox_running
+from .harness import Sandbox
+from .support import all_pages
 
 ACCOUNT_REASONS = {"AC01", "AC04", "AC06", "AM04", "BE01", "MD07"}
-
-
-@pytest.fixture
-async def sandbox(
-    live_client: httpx.AsyncClient, committed: Database, committing_url: str
-) -> AsyncIterator[Sandbox]:
-    async with sandbox_running(live_client, committed, committing_url) as running:
-        yield running
 
 
 async def test_results_come_after_the_settle_delay_signed_and_in_webhooks_of_the_set_size(

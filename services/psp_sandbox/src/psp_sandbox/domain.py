@@ -17,7 +17,7 @@ import hashlib
 import random
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
@@ -316,6 +316,19 @@ def expect_items(
 
 
 Verdict = Literal["as_expected", "unexpected"]
+ALREADY_RECEIVED = 409
+
+
+def attempt_finishes(genuine: bool, status_code: int | None, may_have_arrived: bool) -> bool:
+    """A genuine webhook is done once Amana took it (2xx), or said it had it already (409)
+    after an earlier attempt that may have arrived unanswered (a timeout, a worker killed
+    before it recorded the answer). A fault's extra is done at its first answer, whatever it
+    is: that answer is what the fault tests."""
+    if status_code is None:
+        return False
+    if not genuine:
+        return True
+    return 200 <= status_code < 300 or (status_code == ALREADY_RECEIVED and may_have_arrived)
 
 
 def judge(
@@ -327,9 +340,11 @@ def judge(
     lenient: bool = False,
 ) -> tuple[Verdict, str]:
     """Whether Amana's answer is the one `expected` asks for. `lenient` (an earlier attempt
-    got no answer, so Amana may have applied it already) also accepts a duplicate where an
-    application was expected."""
+    may have arrived unanswered, so Amana may have it already) also accepts a duplicate where
+    an application was expected, and a 409 for the whole webhook."""
     kind = expected["answer"]
+    if kind == "items" and lenient and status_code == ALREADY_RECEIVED:
+        return "as_expected", "409 to a redelivery: Amana had it from an earlier attempt"
     if kind == "refused":
         if 400 <= status_code < 500:
             return "as_expected", f"refused with {status_code}"
@@ -456,6 +471,8 @@ class _Specials:
     outcomes: dict[str, list[str]] = field(default_factory=dict)
     amounts: dict[str, int] = field(default_factory=dict)
     conflicts: dict[str, ActiveFault] = field(default_factory=dict)
+    injections: list[Injection] = field(default_factory=list)
+    """Of faults on single results, logged with the webhook that carries the result."""
 
 
 def plan_webhooks(
@@ -467,7 +484,7 @@ def plan_webhooks(
     """Cuts one provider's due results into webhooks of `results_per_webhook` and applies the
     planning faults in force, each as far as its count allows."""
     plan = Plan()
-    specials = _payment_faults(due, faults, plan)
+    specials = _payment_faults(due, faults)
     genuine = _genuine_deliveries(due, specials, results_per_webhook, new_webhook_id, plan)
     for delivery in genuine:
         _webhook_faults(delivery, faults, specials, new_webhook_id, plan)
@@ -475,9 +492,7 @@ def plan_webhooks(
     return plan
 
 
-def _payment_faults(
-    due: Sequence[DueResult], faults: Sequence[ActiveFault], plan: Plan
-) -> _Specials:
+def _payment_faults(due: Sequence[DueResult], faults: Sequence[ActiveFault]) -> _Specials:
     specials = _Specials()
     for result in due:
         if result.late:
@@ -487,7 +502,7 @@ def _payment_faults(
             amount = mismatched_amount(result.amount_minor, int(fault.params["delta_minor"]))
             specials.amounts[result.payment_number] = amount
             specials.outcomes[result.payment_number] = [exception("amount_mismatch")]
-            plan.injections.append(
+            specials.injections.append(
                 Injection(fault.id, fault.kind, result.payment_number, detail={"reported": amount})
             )
     for fault in faults_of(faults, FaultKind.conflicting_settlement):
@@ -536,6 +551,11 @@ def _genuine_deliveries(
             )
         )
         genuine.append(delivery)
+    carrier = {number: d.key for d in genuine for number in d.payment_numbers}
+    plan.injections.extend(
+        replace(injection, delivery_key=carrier[injection.payment_number or ""])
+        for injection in specials.injections
+    )
     return genuine
 
 

@@ -272,16 +272,19 @@ async def sent_headers(session: AsyncSession, ids: Iterable[UUID]) -> dict[UUID,
     return {row.id: row.sent_headers for row in rows if row.sent_headers}
 
 
-async def had_unanswered_attempt(session: AsyncSession, delivery_id: UUID) -> bool:
-    """Whether an earlier attempt got no answer (Amana may have applied it all the same)."""
-    found = await session.scalar(
-        select(
-            exists().where(
-                DeliveryAttempt.delivery_id == delivery_id, DeliveryAttempt.status_code.is_(None)
-            )
+async def may_have_arrived(session: AsyncSession, delivery_id: UUID, claims: int) -> bool:
+    """Whether an earlier attempt may have reached Amana without its answer being known: it
+    got no answer (a timeout, a dropped connection), or it was claimed and never recorded
+    (the worker died while sending). `claims` counts this attempt too."""
+    recorded, unanswered = (
+        await session.execute(
+            select(
+                func.count(),
+                func.count().filter(DeliveryAttempt.status_code.is_(None)),
+            ).where(DeliveryAttempt.delivery_id == delivery_id)
         )
-    )
-    return bool(found)
+    ).one()
+    return bool(unanswered) or recorded < claims - 1
 
 
 async def insert_attempt(session: AsyncSession, values: Mapping[str, Any]) -> None:

@@ -556,6 +556,7 @@ async def record_attempt(
     """Logs the attempt and moves the delivery on: done (a genuine webhook answered 2xx, a
     fault's extra answered at all), tried again later with backoff, or abandoned."""
     delivery = result.claim.delivery
+    may_have_arrived = await repository.may_have_arrived(session, delivery.id, delivery.attempts)
     await repository.insert_attempt(
         session,
         {
@@ -575,31 +576,28 @@ async def record_attempt(
         "sent_headers": result.claim.request.headers,
         "answer_summary": _answer_summary(result.answer),
     }
-    values |= await _next_step(session, delivery, result, now, policy)
+    values |= _next_step(delivery, result, may_have_arrived, now, policy)
     await repository.finish_attempt(session, delivery.id, result.claim.lease_until, values)
 
 
-async def _next_step(
-    session: AsyncSession,
+def _next_step(
     delivery: Delivery,
     result: AttemptResult,
+    may_have_arrived: bool,
     now: datetime,
     policy: RetryPolicy,
 ) -> dict[str, Any]:
     code = result.status_code
-    genuine = delivery.kind == GENUINE
-    done = code is not None and (200 <= code < 300 or not genuine)
-    if done:
+    if domain.attempt_finishes(delivery.kind == GENUINE, code, may_have_arrived):
         assert code is not None
-        lenient = await repository.had_unanswered_attempt(session, delivery.id)
         verdict, detail = domain.judge(
             delivery.expected,
             code,
             _json_or_none(result.answer),
             delivery.payment_numbers,
-            lenient=lenient,
+            lenient=may_have_arrived,
         )
-        status = "delivered" if 200 <= code < 300 else "answered"
+        status = "delivered" if 200 <= code < 300 or delivery.kind == GENUINE else "answered"
         return {"status": status, "verdict": verdict, "verdict_detail": detail, "finished_at": now}
     if delivery.attempts >= policy.max_attempts:
         last = f"last answer {code}" if code is not None else f"last error {result.error}"
