@@ -34,6 +34,7 @@ run: infra ## start PostgreSQL, Kafka and every service; print the gateway addre
 	@echo "Amana is running."
 	@echo "  gateway:      http://127.0.0.1:8000        API docs: http://127.0.0.1:8000/docs"
 	@echo "  services:     $$($(CATALOG) summary) (call them through the gateway)"
+	@echo "  PSP sandbox:  http://127.0.0.1:8190/docs (a simulated provider, not behind the gateway)"
 	@echo "  PostgreSQL:   $$(deploy/local/pg.sh url)"
 	@echo "  Kafka:        $$(deploy/local/kafka.sh bootstrap)"
 	@echo

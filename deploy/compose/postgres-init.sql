@@ -5,3 +5,4 @@
 CREATE DATABASE amana_registry;
 CREATE DATABASE amana_provider;
 CREATE DATABASE amana_disbursement;
+CREATE DATABASE amana_psp_sandbox;

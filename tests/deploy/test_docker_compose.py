@@ -124,7 +124,7 @@ def test_compose_parses_and_has_the_stack(services: dict[str, Service]) -> None:
     infrastructure = {"postgres", "kafka", "kafka-topics"}
     assert infrastructure <= services.keys()
     expected = {
-        f"{service}-{role}"
+        f"{CATALOG.service(service).slug}-{role}"
         for service in SERVICES_WITH_DATABASE
         for role in ("migrate", "api", "worker")
     } | {GATEWAY}
@@ -133,7 +133,7 @@ def test_compose_parses_and_has_the_stack(services: dict[str, Service]) -> None:
 
 def test_every_service_runs_what_its_name_says(services: dict[str, Service]) -> None:
     for name, (module, role) in service_containers(services).items():
-        assert name == f"{module}-{role}"
+        assert name == f"{CATALOG.service(module).slug}-{role}"
     assert {module for module, _ in service_containers(services).values()} == SETTINGS.keys()
 
 
@@ -183,7 +183,8 @@ def test_amana_containers_wait_for_migrations(services: dict[str, Service]) -> N
         if role not in LONG_RUNNING_ROLES or module not in SERVICES_WITH_DATABASE:
             continue
         deps = depends_on(services[name])
-        assert deps.get(f"{module}-migrate") == "service_completed_successfully", name
+        migrate = f"{CATALOG.service(module).slug}-migrate"
+        assert deps.get(migrate) == "service_completed_successfully", name
         assert deps.get("kafka-topics") == "service_completed_successfully", name
         checked.add(name)
     assert {
@@ -198,7 +199,7 @@ def test_amana_containers_wait_for_migrations(services: dict[str, Service]) -> N
 def test_migrations_are_one_shots_after_postgres(
     services: dict[str, Service], service: str
 ) -> None:
-    migrate = services[f"{service}-migrate"]
+    migrate = services[f"{CATALOG.service(service).slug}-migrate"]
     assert migrate["command"] == [service, "migrate"]
     assert depends_on(migrate) == {"postgres": "service_healthy"}
     assert migrate["restart"] == "no"

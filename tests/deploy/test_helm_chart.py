@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from gateway.settings import GatewaySettings
 from provider.settings import ProviderSettings
 
-from .conftest import CATALOG, SERVICES_WITH_DATABASE, SETTINGS, LoadSettings, env_prefix
+from .conftest import CATALOG, SERVICES_WITH_DATABASE, LoadSettings, env_prefix
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "deploy" / "helm" / "amana"
@@ -71,6 +71,7 @@ DEPLOYMENTS = {
 MIGRATION_JOBS = {f"{RELEASE}-{service.slug}-migrate" for service in DEPLOYED if service.database}
 TOPICS_JOB = f"{RELEASE}-kafka-topics"
 TOPICS_COMPONENT = "kafka-topics"
+DEPLOYED_WITH_DATABASE = {service.name: service.slug for service in DEPLOYED if service.database}
 # A service added later, as a components entry.
 PAYROLL = {
     "database": {"enabled": True},
@@ -283,7 +284,7 @@ def test_chart_lints_strict_in_production(helm: str) -> None:
 def test_deployments_are_the_services_apis_and_workers(default_docs: list[Doc]) -> None:
     assert names(default_docs, "Deployment") == DEPLOYMENTS
     components = {component for _, component, _ in containers(default_docs)}
-    assert components == SETTINGS.keys()
+    assert components == {service.name for service in DEPLOYED}
     for name in DEPLOYMENTS:
         component, role = name.removeprefix(f"{RELEASE}-").rsplit("-", 1)
         assert container_of(default_docs, name)["args"] == [component, role]
@@ -302,10 +303,12 @@ def test_gateway_has_no_worker_migration_or_database(default_docs: list[Doc]) ->
     )
 
 
-@pytest.mark.parametrize("service", sorted(SERVICES_WITH_DATABASE))
+@pytest.mark.parametrize("service", sorted(DEPLOYED_WITH_DATABASE))
 def test_api_and_worker_pods_are_told_apart(default_docs: list[Doc], service: str) -> None:
-    api = named(default_docs, "Deployment", f"{RELEASE}-{service}-api")
-    worker = named(default_docs, "Deployment", f"{RELEASE}-{service}-worker")
+    api = named(default_docs, "Deployment", f"{RELEASE}-{DEPLOYED_WITH_DATABASE[service]}-api")
+    worker = named(
+        default_docs, "Deployment", f"{RELEASE}-{DEPLOYED_WITH_DATABASE[service]}-worker"
+    )
     # Selectors must tell api and worker pods apart, or the Service would hit the worker.
     assert api["spec"]["selector"]["matchLabels"] != worker["spec"]["selector"]["matchLabels"]
     for deployment in (api, worker):
@@ -490,11 +493,11 @@ def test_migration_jobs_only_for_services_with_a_database(default_docs: list[Doc
     assert names(default_docs, "Job") == MIGRATION_JOBS | {TOPICS_JOB}
 
 
-@pytest.mark.parametrize("service", sorted(SERVICES_WITH_DATABASE))
+@pytest.mark.parametrize("service", sorted(DEPLOYED_WITH_DATABASE))
 def test_migration_job_is_a_pre_install_pre_upgrade_hook(
     default_docs: list[Doc], service: str
 ) -> None:
-    job = named(default_docs, "Job", f"{RELEASE}-{service}-migrate")
+    job = named(default_docs, "Job", f"{RELEASE}-{DEPLOYED_WITH_DATABASE[service]}-migrate")
     annotations = job["metadata"]["annotations"]
     assert set(annotations["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
     assert int(annotations["helm.sh/hook-weight"]) == 0
@@ -544,12 +547,12 @@ def test_secret_holds_the_jwt_secret_and_database_credentials(
     data = secret_data(chart_secret(configured_docs))
     assert data.keys() == {"jwt-secret", "gateway-clients"} | {
         f"{service}-database-{field}"
-        for service in SERVICES_WITH_DATABASE
+        for service in DEPLOYED_WITH_DATABASE.values()
         for field in ("username", "password")
     }
     assert data["jwt-secret"] == JWT_SECRET
     assert json.loads(data["gateway-clients"]) == [GATEWAY_CLIENT]
-    for service in SERVICES_WITH_DATABASE:
+    for service in DEPLOYED_WITH_DATABASE.values():
         assert data[f"{service}-database-username"] == "amana"
         assert data[f"{service}-database-password"] == "database-password-under-test"
 
@@ -581,7 +584,7 @@ def test_every_component_reads_the_one_jwt_secret(
             "secretKeyRef"
         ]
         assert refs[where]["key"] == "jwt-secret", where
-    assert {component for _, component, _ in containers(docs)} == SETTINGS.keys()
+    assert {component for _, component, _ in containers(docs)} == {s.name for s in DEPLOYED}
     # One value. The Jobs' hook Secret is a copy of the release's: compare what they hold
     # when the chart renders them, else the references themselves.
     rendered = {

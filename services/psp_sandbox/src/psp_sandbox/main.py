@@ -10,10 +10,11 @@ import logging
 from fastapi import FastAPI
 
 from amana_common.app import create_app
-from amana_common.cli import ApiServer
+from amana_common.cli import ApiServer, ServiceEntry
 from amana_common.settings import ServiceSettings
 from psp_sandbox.api import control, psp
 from psp_sandbox.settings import SandboxSettings
+from psp_sandbox.worker import worker_components
 
 log = logging.getLogger("psp_sandbox.server")
 
@@ -71,3 +72,12 @@ class PortControlledServer:
         for wait in waits:
             wait.cancel()
         return self._closing.is_set() and not stop.is_set()
+
+
+ENTRY = ServiceEntry(
+    name="psp_sandbox",
+    settings=SandboxSettings,
+    app=create_psp_sandbox_app,
+    components=worker_components,
+    api_server=PortControlledServer,
+)
