@@ -1,7 +1,9 @@
 """A small stand-in for Amana's webhook endpoint, for the sandbox's own tests: it verifies
-signatures with the `standardwebhooks` library (timestamp within 5 minutes), sees each
-webhook-id once, and answers per result as the contract says (applied, duplicate, or an
-exception: unknown payment, amount mismatch, conflicting settlement, result after expiry)."""
+signatures with the `standardwebhooks` library (timestamp within 5 minutes), applies each
+webhook-id once (a webhook-id seen before is answered as the first time, with
+`Webhook-Replayed: true`, as disbursement does; or 409), and answers per result as the
+contract says (applied, duplicate, or an exception: unknown payment, amount mismatch,
+conflicting settlement, result after expiry)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -42,6 +45,8 @@ class Receiver:
     seen_ids: set[str] = field(default_factory=set)
     outcomes: dict[str, PaymentResult] = field(default_factory=dict)
     carried_by: dict[str, set[str]] = field(default_factory=dict)
+    seen_answer: Literal["first", "409"] = "first"
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
     verify: bool = True
     """False: a careless receiver that takes unsigned and forged webhooks (the sandbox's
     verdicts must then say so)."""
@@ -72,7 +77,10 @@ class Receiver:
         numbers = [result.payment_number for result in webhook.results]
         assert webhook_id is not None
         if webhook_id in self.seen_ids:
-            return self._answer(webhook_id, 409, {"detail": "webhook-id already seen"}, numbers)
+            if self.seen_answer == "409":
+                return self._answer(webhook_id, 409, {"detail": "webhook-id seen"}, numbers)
+            first = self.answers[webhook_id]
+            return self._answer(webhook_id, 200, first, numbers, {"Webhook-Replayed": "true"})
         self.seen_ids.add(webhook_id)
         for number in numbers:
             self.carried_by.setdefault(number, set()).add(webhook_id)
@@ -84,13 +92,19 @@ class Receiver:
             exceptions=sum(o.outcome == "exception" for o in outcomes),
             results=outcomes,
         )
-        return self._answer(webhook_id, 200, answer.model_dump(mode="json"), numbers)
+        self.answers[webhook_id] = answer.model_dump(mode="json")
+        return self._answer(webhook_id, 200, self.answers[webhook_id], numbers)
 
     def _answer(
-        self, webhook_id: str | None, status: int, body: object, numbers: list[str]
+        self,
+        webhook_id: str | None,
+        status: int,
+        body: object,
+        numbers: list[str],
+        headers: dict[str, str] | None = None,
     ) -> JSONResponse:
         self.calls.append(Call(webhook_id, status, numbers))
-        return JSONResponse(body, status_code=status)
+        return JSONResponse(body, status_code=status, headers=headers)
 
     def _apply(self, result: PaymentResult) -> ResultOutcome:
         number = result.payment_number

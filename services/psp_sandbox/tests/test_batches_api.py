@@ -230,7 +230,7 @@ async def test_get_batch_shows_outcomes_once_due(client: httpx.AsyncClient) -> N
     assert status["counts"] == {"pending": 0, "settled": 0, "failed": 2}
     assert status["status"] == "in_progress"  # due, not yet reported by webhook
     for payment in status["payments"]:
-        assert payment["reason_code"] in {"AM04", "BE01", "MD07", "NOSHOW"}
+        assert payment["reason_code"] in {"AM04", "BE01", "MD07", "NCOL"}
         assert payment["reported"] is False
 
 

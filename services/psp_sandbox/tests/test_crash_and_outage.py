@@ -31,8 +31,9 @@ PER_WEBHOOK = 10
 
 @pytest.fixture
 async def sandbox(live_client: httpx.AsyncClient, committed: Database) -> AsyncIterator[Sandbox]:
-    """A receiver that takes its time, so a kill lands while webhooks are in flight."""
-    receiver = Receiver(SECRET, delay_s=0.03)
+    """A receiver that takes its time, so a kill lands while webhooks are in flight, and
+    refuses a webhook-id it has seen with 409: a redelivery after the kill must end there."""
+    receiver = Receiver(SECRET, delay_s=0.03, seen_answer="409")
     async with receiving(receiver) as url:
         yield Sandbox(live_client, committed, receiver, url)
 

@@ -47,7 +47,7 @@ def test_reasons_that_cannot_happen_with_the_mechanism_are_not_drawn() -> None:
         "AM04",
         "BE01",
         "MD07",
-        "NOSHOW",
+        "NCOL",
     }
     assert set(applicable_reasons(DEFAULT_REASON_MIX, "bank_transfer")) == {
         "AC01",
@@ -366,6 +366,17 @@ def test_a_seen_webhook_may_be_refused_or_answered_without_applying() -> None:
     assert judge(expected, 200, answer(("P1", "applied", None)), ["P1"]) == (
         "unexpected",
         "applied 1 results of a webhook it had seen",
+    )
+
+
+def test_a_seen_webhook_may_be_answered_as_the_first_time() -> None:
+    first = answer(("P1", "applied", None))
+
+    verdict = judge(expect_nothing_applied(), 200, first, ["P1"], first_answer=first)
+
+    assert verdict == ("as_expected", "answered as the first time")
+    assert judge(expect_nothing_applied(), 200, first, ["P1"], first_answer=answer())[0] == (
+        "unexpected"
     )
 
 

@@ -41,7 +41,12 @@ async def test_duplicate_webhooks_repeat_the_webhook_id_and_are_not_applied(
     genuine, duplicates = deliveries["results"], deliveries["duplicate_webhook"]
     assert len(genuine) == 3 and len(duplicates) == 2
     assert {d["webhook_id"] for d in duplicates} < {g["webhook_id"] for g in genuine}
-    assert all(d["last_status_code"] == 409 and d["fault_id"] == fault["id"] for d in duplicates)
+    assert all(d["fault_id"] == fault["id"] for d in duplicates)
+    answers = {g["webhook_id"]: g["answer_summary"] for g in genuine}
+    for duplicate in duplicates:  # answered as the first time, nothing applied again
+        assert duplicate["last_status_code"] == 200
+        assert duplicate["answer_summary"] == answers[duplicate["webhook_id"]]
+        assert duplicate["verdict_detail"] == "answered as the first time"
     assert_all_as_expected(genuine + duplicates)
     assert len(sandbox.receiver.outcomes) == 30
     assert len(await injections(sandbox, fault_id=fault["id"])) == 2
@@ -101,8 +106,24 @@ async def test_a_replay_resends_the_very_request_and_is_not_applied(sandbox: San
     replayed = (await sandbox.client.get(f"/sandbox/deliveries/{replay['id']}")).json()
     assert replayed["attempt_log"][0]["headers"] == original["attempt_log"][-1]["headers"]
     assert replayed["body"] == original["body"]
-    assert replay["last_status_code"] == 409
+    assert replay["last_status_code"] == 200
+    assert replay["answer_summary"] == genuine["answer_summary"]
     assert_all_as_expected([genuine, replay])
+
+
+async def test_a_seen_webhook_id_may_also_be_refused(sandbox: Sandbox) -> None:
+    sandbox.receiver.seen_answer = "409"
+    provider_id = await sandbox.provider(results_per_webhook=5)
+    await put_faults(
+        sandbox.client, {"kind": "replay", "count": 1}, {"kind": "duplicate_webhook", "count": 1}
+    )
+    await sandbox.send_batch(provider_id, 5)
+
+    deliveries = by_kind(await sandbox.settled(deliveries=3))
+
+    extras = deliveries["replay"] + deliveries["duplicate_webhook"]
+    assert [d["last_status_code"] for d in extras] == [409, 409]
+    assert_all_as_expected(deliveries["results"] + extras)
 
 
 async def test_forged_signatures_are_refused_before_the_genuine_webhook_with_the_same_id(

@@ -31,8 +31,9 @@ from amana_contracts.psp import MAX_RESULTS_PER_WEBHOOK, PaymentBatch, PaymentRe
 
 # --- reasons for non-payment ---------------------------------------------------------------
 
-CASH_NO_SHOW = "NOSHOW"
-"""Not ISO 20022: the recipient did not come to the pay point (or redeem the voucher)."""
+CASH_NO_SHOW = "NCOL"
+"""Not ISO 20022 but Amana's documented code (`GET /reason-codes`): the recipient did not
+come to the pay point (or redeem the voucher)."""
 
 ACCOUNT_MECHANISMS = frozenset({"mobile_money", "bank_transfer", "prepaid_card"})
 IN_PERSON_MECHANISMS = frozenset({"cash_pay_point", "voucher"})
@@ -46,6 +47,9 @@ REASONS: dict[str, tuple[str, frozenset[str]]] = {
     "BE01": ("Inconsistent with end customer (identity check failed)", ALL_MECHANISMS),
     "MD07": ("End customer deceased", ALL_MECHANISMS),
     CASH_NO_SHOW: ("Recipient did not come to the pay point", IN_PERSON_MECHANISMS),
+    "NOID": ("Recipient could not prove their identity", IN_PERSON_MECHANISMS),
+    "PPCL": ("Pay point closed", IN_PERSON_MECHANISMS),
+    "NCSH": ("Pay point out of cash", IN_PERSON_MECHANISMS),
 }
 """Code -> (meaning, mechanisms it can happen with). A code not listed fits every mechanism."""
 
@@ -304,7 +308,8 @@ def expect_refusal() -> dict[str, Any]:
 
 
 def expect_nothing_applied() -> dict[str, Any]:
-    """A 4xx, or a 2xx that applies nothing (the same webhook id again)."""
+    """A 4xx, or a 2xx that applies nothing or repeats the first answer (the same webhook id
+    again)."""
     return {"answer": "not_applied"}
 
 
@@ -338,10 +343,12 @@ def judge(
     sent_numbers: Sequence[str],
     *,
     lenient: bool = False,
+    first_answer: Any = None,
 ) -> tuple[Verdict, str]:
     """Whether Amana's answer is the one `expected` asks for. `lenient` (an earlier attempt
     may have arrived unanswered, so Amana may have it already) also accepts a duplicate where
-    an application was expected, and a 409 for the whole webhook."""
+    an application was expected, and a 409 for the whole webhook. `first_answer`, what Amana
+    answered the webhook this one repeats: answering the same again applies nothing."""
     kind = expected["answer"]
     if kind == "items" and lenient and status_code == ALREADY_RECEIVED:
         return "as_expected", "409 to a redelivery: Amana had it from an earlier attempt"
@@ -358,6 +365,8 @@ def judge(
     except ValidationError:
         return "unexpected", "the 2xx answer is not a WebhookAnswer"
     if kind == "not_applied":
+        if first_answer is not None and answer == first_answer:
+            return "as_expected", "answered as the first time"
         if parsed.applied == 0:
             return "as_expected", "answered without applying anything"
         return "unexpected", f"applied {parsed.applied} results of a webhook it had seen"

@@ -287,6 +287,19 @@ async def may_have_arrived(session: AsyncSession, delivery_id: UUID, claims: int
     return bool(unanswered) or recorded < claims - 1
 
 
+async def last_answer(session: AsyncSession, delivery_id: UUID) -> str | None:
+    """What Amana last answered 2xx to a delivery."""
+    return await session.scalar(
+        select(DeliveryAttempt.answer)
+        .where(
+            DeliveryAttempt.delivery_id == delivery_id,
+            DeliveryAttempt.status_code.between(200, 299),
+        )
+        .order_by(DeliveryAttempt.id.desc())
+        .limit(1)
+    )
+
+
 async def insert_attempt(session: AsyncSession, values: Mapping[str, Any]) -> None:
     await session.execute(insert(DeliveryAttempt).values(**values))
 

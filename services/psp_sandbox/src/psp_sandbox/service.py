@@ -557,6 +557,11 @@ async def record_attempt(
     fault's extra answered at all), tried again later with backoff, or abandoned."""
     delivery = result.claim.delivery
     may_have_arrived = await repository.may_have_arrived(session, delivery.id, delivery.attempts)
+    first_answer = (
+        await repository.last_answer(session, delivery.depends_on[0])
+        if delivery.expected["answer"] == "not_applied" and delivery.depends_on
+        else None
+    )
     await repository.insert_attempt(
         session,
         {
@@ -576,7 +581,9 @@ async def record_attempt(
         "sent_headers": result.claim.request.headers,
         "answer_summary": _answer_summary(result.answer),
     }
-    values |= _next_step(delivery, result, may_have_arrived, now, policy)
+    values |= _next_step(
+        delivery, result, may_have_arrived, _json_or_none(first_answer), now, policy
+    )
     await repository.finish_attempt(session, delivery.id, result.claim.lease_until, values)
 
 
@@ -584,6 +591,7 @@ def _next_step(
     delivery: Delivery,
     result: AttemptResult,
     may_have_arrived: bool,
+    first_answer: Any,
     now: datetime,
     policy: RetryPolicy,
 ) -> dict[str, Any]:
@@ -596,6 +604,7 @@ def _next_step(
             _json_or_none(result.answer),
             delivery.payment_numbers,
             lenient=may_have_arrived,
+            first_answer=first_answer,
         )
         status = "delivered" if 200 <= code < 300 or delivery.kind == GENUINE else "answered"
         return {"status": status, "verdict": verdict, "verdict_detail": detail, "finished_at": now}
