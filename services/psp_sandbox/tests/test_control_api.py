@@ -159,6 +159,7 @@ async def test_delete_ends_every_fault(client: httpx.AsyncClient, database: Data
         {"kind": "bad_signature", "variant": "polite", "count": 1},
         {"kind": "teleport", "count": 1},
         {"kind": "replay", "count": 1, "surprise": 1},
+        {"kind": "slow", "delay_s": 1, "count": 1, "variant": "missing"},  # another kind's
     ],
 )
 async def test_bad_faults_are_422_and_change_nothing(
@@ -203,11 +204,11 @@ async def test_only_an_admin_controls_the_sandbox(
 
 
 async def test_readiness_does_not_depend_on_kafka(
-    settings: SandboxSettings, committed: Database
+    settings: SandboxSettings, committed_database: Database
 ) -> None:
     unreachable = settings.model_copy(update={"kafka_bootstrap": "127.0.0.1:9"})
 
-    async with service_client(create_psp_sandbox_app(unreachable), committed) as http:
+    async with service_client(create_psp_sandbox_app(unreachable), committed_database) as http:
         response = await http.get("/readyz")
 
     assert response.status_code == 200, response.text

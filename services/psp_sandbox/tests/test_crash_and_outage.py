@@ -30,12 +30,14 @@ PER_WEBHOOK = 10
 
 
 @pytest.fixture
-async def sandbox(live_client: httpx.AsyncClient, committed: Database) -> AsyncIterator[Sandbox]:
+async def sandbox(
+    live_client: httpx.AsyncClient, committed_database: Database
+) -> AsyncIterator[Sandbox]:
     """A receiver that takes its time, so a kill lands while webhooks are in flight, and
     refuses a webhook-id it has seen with 409: a redelivery after the kill must end there."""
     receiver = Receiver(SECRET, delay_s=0.03, seen_answer="409")
     async with receiving(receiver) as url:
-        yield Sandbox(live_client, committed, receiver, url)
+        yield Sandbox(live_client, committed_database, receiver, url)
 
 
 @contextmanager
@@ -106,7 +108,7 @@ async def test_a_worker_killed_mid_delivery_and_restarted_loses_and_doubles_noth
 
 
 async def test_a_refuse_outage_closes_the_port_then_opens_it_again(
-    committing_url: str, committed: Database
+    committing_url: str, committed_database: Database
 ) -> None:
     settings = fast_settings(committing_url, port=free_port())
     server = PortControlledServer(create_psp_sandbox_app(settings), settings)

@@ -13,11 +13,32 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 from amana_common.migrations import create_infrastructure_tables, drop_infrastructure_tables
+from amana_common.value_sets import one_of
 
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+# The value sets as they were when this migration was written: a migration is history.
+RESULT_STATUSES = ("settled", "failed")
+DELIVERY_STATUSES = ("pending", "delivered", "answered", "abandoned")
+VERDICTS = ("as_expected", "unexpected")
+FAULT_KINDS = (
+    "outage",
+    "slow",
+    "error_500",
+    "late_result",
+    "amount_mismatch",
+    "conflicting_settlement",
+    "unknown_payment",
+    "duplicate_webhook",
+    "duplicate_results",
+    "reorder",
+    "replay",
+    "bad_signature",
+    "stale_timestamp",
+)
 
 
 def upgrade() -> None:
@@ -61,6 +82,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("provider_id", sa.Uuid(), nullable=True),
         sa.Column("kind", sa.String(length=30), nullable=False),
+        sa.CheckConstraint(one_of("kind", FAULT_KINDS), name="kind"),
         sa.Column("params", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("max_count", sa.Integer(), nullable=True),
         sa.Column("active_until", sa.DateTime(timezone=True), nullable=True),
@@ -98,9 +120,8 @@ def upgrade() -> None:
         sa.Column("depends_on", postgresql.ARRAY(sa.UUID()), nullable=False),
         sa.Column("expected", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("status", sa.String(length=10), nullable=False),
-        sa.CheckConstraint(
-            "status IN ('pending', 'delivered', 'answered', 'abandoned')", name="status"
-        ),
+        sa.CheckConstraint(one_of("status", DELIVERY_STATUSES), name="status"),
+        sa.CheckConstraint(one_of("verdict", VERDICTS), name="verdict"),
         sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
@@ -213,7 +234,7 @@ def upgrade() -> None:
         sa.Column("mechanism", sa.String(length=20), nullable=False),
         sa.Column("pay_by", sa.DateTime(timezone=True), nullable=False),
         sa.Column("outcome", sa.String(length=10), nullable=False),
-        sa.CheckConstraint("outcome IN ('settled', 'failed')", name="outcome"),
+        sa.CheckConstraint(one_of("outcome", RESULT_STATUSES), name="outcome"),
         sa.Column("reason_code", sa.String(length=35), nullable=True),
         sa.Column("provider_reference", sa.String(length=100), nullable=False),
         sa.Column("result_due_at", sa.DateTime(timezone=True), nullable=False),

@@ -14,33 +14,41 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
-from amana_common.auth import POLICY_ATTRIBUTE, Role, bearer_scheme, require, unauthenticated
+from amana_common.auth import (
+    POLICY_ATTRIBUTE,
+    Principal,
+    Role,
+    bearer_scheme,
+    require,
+    unauthenticated,
+)
 from amana_common.db import Database, SessionDep
 from amana_common.errors import PROBLEM_RESPONSES, Problem, problem_doc, problem_response
-from amana_common.etag import HEADER as IF_MATCH
-from amana_common.etag import etag, parse_if_match
+from amana_common.etag import IfMatchHeader, etag, parse_if_match
+from amana_common.idempotency import HEADER as IDEMPOTENCY_KEY
+from amana_common.idempotency import IdempotencyKeyHeader
 from amana_common.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, Page, page
-from amana_contracts.psp import BatchAccepted, PaymentBatch
+from amana_common.validation import Text
+from amana_contracts.psp import BatchAccepted
 from psp_sandbox import repository, service
-from psp_sandbox.domain import FaultKind, RequestDecision
+from psp_sandbox.domain import DeliveryStatus, FaultKind, RequestDecision, Verdict
 from psp_sandbox.models import Delivery, Fault, FaultInjection, SandboxProvider
 from psp_sandbox.schemas import (
     AttemptOut,
     BatchStatusOut,
     DeliveryDetailOut,
     DeliveryOut,
-    DeliveryStatus,
+    FaultIn,
     FaultOut,
     FaultsIn,
     InjectionOut,
-    OutageFault,
+    PaymentBatchIn,
     ProviderConfigIn,
     ProviderConfigOut,
-    VerdictValue,
 )
 
 psp = APIRouter(tags=["PSP API"], responses=PROBLEM_RESPONSES)
@@ -51,7 +59,6 @@ control = APIRouter(
     dependencies=[require(Role.admin)],
 )
 
-IDEMPOTENCY_KEY = "Idempotency-Key"
 FAULT_RESPONSES: dict[int | str, dict[str, Any]] = {
     500: problem_doc("Injected error (error_500 fault)"),
     503: problem_doc("Injected outage (outage fault)"),
@@ -85,6 +92,7 @@ async def psp_call(
         provider = await service.authenticate(session, credentials.credentials)
         if provider is None:
             raise unauthenticated("unknown API key")
+        request.state.principal = Principal(f"psp:{provider.id}", frozenset())  # for the audit
         decision = await service.request_faults(
             session, provider.id, f"{request.method} {route}", utc_now()
         )
@@ -142,10 +150,10 @@ def _require_batch_key(key: str | None, batch_id: UUID) -> None:
     "same id is 422; a payment number already accepted in another batch is 409.",
 )
 async def post_batch(
-    batch: PaymentBatch,
+    batch: PaymentBatchIn,
     call: PspCallDep,
     session: SessionDep,
-    idempotency_key: Annotated[str | None, Header(alias=IDEMPOTENCY_KEY)] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     _require_batch_key(idempotency_key, batch.batch_id)
     now = utc_now()
@@ -197,7 +205,7 @@ async def put_provider(
     body: ProviderConfigIn,
     request: Request,
     session: SessionDep,
-    if_match: Annotated[str | None, Header(alias=IF_MATCH)] = None,
+    if_match: IfMatchHeader = None,
 ) -> Response:
     condition = parse_if_match(if_match) if if_match is not None else None
     provider, created = await service.configure_provider(
@@ -241,8 +249,8 @@ def _fault_out(fault: Fault, now: datetime) -> FaultOut:
     )
 
 
-def _refusals(body: FaultsIn) -> list[OutageFault]:
-    return [f for f in body.faults if isinstance(f, OutageFault) and f.mode == "refuse"]
+def _refusals(body: FaultsIn) -> list[FaultIn]:
+    return [fault for fault in body.faults if fault.refuses_connections]
 
 
 @control.put(
@@ -356,12 +364,14 @@ async def list_deliveries(
     limit: Limit = DEFAULT_PAGE_SIZE,
     cursor: Cursor = None,
     provider_id: UUID | None = None,
-    kind: Annotated[str | None, Query(pattern=r"^[a-z_0-9]{1,30}$")] = None,
+    kind: Annotated[Annotated[str, Text(pattern=r"^[a-z_0-9]{1,30}$")] | None, Query()] = None,
     fault: FaultKind | None = None,
     fault_id: UUID | None = None,
     status: DeliveryStatus | None = None,
-    verdict: VerdictValue | None = None,
-    webhook_id: Annotated[str | None, Query(pattern=r"^[\x21-\x7e]{1,64}$")] = None,
+    verdict: Verdict | None = None,
+    webhook_id: Annotated[
+        Annotated[str, Text(pattern=r"^[\x21-\x7e]{1,64}$")] | None, Query()
+    ] = None,
 ) -> Page[DeliveryOut]:
     filters = {
         "provider_id": provider_id,

@@ -36,6 +36,10 @@ from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from amana_common.db import new_metadata
+from amana_common.value_sets import one_of
+from psp_sandbox.domain import DeliveryStatus, FaultKind, ResultStatus, Verdict
+
+FAULT_KINDS = tuple(kind.value for kind in FaultKind)
 
 NUMBER_LENGTH = 64
 WEBHOOK_ID_LENGTH = 64
@@ -78,7 +82,7 @@ class Batch(Base):
 class Payment(Base):
     __tablename__ = "payments"
     __table_args__ = (
-        CheckConstraint("outcome IN ('settled', 'failed')", name="outcome"),
+        CheckConstraint(one_of("outcome", ResultStatus), name="outcome"),
         UniqueConstraint("provider_id", "payment_number"),
         Index(
             "ix_payments_due",
@@ -106,9 +110,8 @@ class Payment(Base):
 class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('pending', 'delivered', 'answered', 'abandoned')", name="status"
-        ),
+        CheckConstraint(one_of("status", DeliveryStatus), name="status"),
+        CheckConstraint(one_of("verdict", Verdict), name="verdict"),
         # A genuine webhook id is used once; a fault's extra may reuse it (that is the fault).
         Index(
             "uq_deliveries_genuine_webhook_id",
@@ -170,6 +173,7 @@ class DeliveryAttempt(Base):
 class Fault(Base):
     __tablename__ = "faults"
     __table_args__ = (
+        CheckConstraint(one_of("kind", FAULT_KINDS), name="kind"),
         Index("ix_faults_in_force", "provider_id", postgresql_where=text("cleared_at IS NULL")),
     )
 

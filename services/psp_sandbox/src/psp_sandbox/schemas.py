@@ -1,39 +1,89 @@
-"""HTTP bodies of the sandbox's own API (the PSP API itself speaks amana_contracts.psp)."""
+"""HTTP bodies of the sandbox. The PSP API takes the contract's `PaymentBatch`
+(amana_contracts.psp), its text checked like every Amana input (`amana_common.validation`)."""
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from amana_contracts.psp import MAX_RESULTS_PER_WEBHOOK
-from psp_sandbox.domain import DEFAULT_REASON_MIX, STALE_AFTER_S, webhook_secret_problem
+from amana_common.validation import CurrencyCode, Name, Text
+from amana_contracts.psp import (
+    MAX_PAYMENTS_PER_BATCH,
+    MAX_RESULTS_PER_WEBHOOK,
+    BatchPayment,
+    BatchRecipient,
+    PaymentBatch,
+)
+from amana_contracts.registry import AccountV1, IdentifierV1
+from psp_sandbox.domain import (
+    DEFAULT_REASON_MIX,
+    STALE_AFTER_S,
+    DeliveryStatus,
+    FaultKind,
+    Verdict,
+    webhook_secret_problem,
+)
 
 MAX_SEED = 2**63 - 1
 MAX_URL_LENGTH = 2048
-_UNSAFE_URL_CHARACTERS = re.compile(r"[\s\\\x00-\x1f\x7f]")
+_UNSAFE_URL_CHARACTERS = re.compile(r"[\s\\]")
 
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# --- the PSP API's batch, with Amana's text rules --------------------------------------------
+
+PaymentNumber = Annotated[str, Text(pattern=r"^[\x21-\x7e]{1,64}$", strip=False)]
+Code = Annotated[str, Text(min_length=1, max_length=64)]
+AccountText = Annotated[str, Text(min_length=1, max_length=100)]
+
+
+class IdentifierIn(IdentifierV1):
+    value: AccountText
+
+
+class RecipientIn(BatchRecipient):
+    name: Name
+    identifier: IdentifierIn | None = None
+    phone: Annotated[str, Text(max_length=32)] | None = None
+
+
+class AccountIn(AccountV1):
+    value: AccountText
+    bank_code: Annotated[str, Text(max_length=35)] | None = None
+    holder_name: Name | None = None
+
+
+class BatchPaymentIn(BatchPayment):
+    payment_number: PaymentNumber
+    currency: CurrencyCode
+    recipient: RecipientIn
+    account: AccountIn | None = None
+    pay_point_code: Code | None = None
+
+
+class PaymentBatchIn(PaymentBatch):
+    """`PaymentBatch` as the sandbox reads it: the same fields, every text checked."""
+
+    currency: CurrencyCode
+    payments: list[BatchPaymentIn] = Field(  # type: ignore[assignment]
+        min_length=1, max_length=MAX_PAYMENTS_PER_BATCH
+    )
+
+
+# --- provider accounts ---------------------------------------------------------------------
+
+
 def _webhook_url(url: str) -> str:
-    if len(url) > MAX_URL_LENGTH:
-        raise ValueError(f"must be at most {MAX_URL_LENGTH} characters")
     if _UNSAFE_URL_CHARACTERS.search(url):
-        raise ValueError("must not contain whitespace, control characters or backslashes")
+        raise ValueError("must not contain whitespace or backslashes")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a port that is not a number
@@ -53,10 +103,12 @@ def _webhook_secret(secret: str) -> str:
     return secret
 
 
-WebhookUrl = Annotated[str, AfterValidator(_webhook_url)]
-WebhookSecret = Annotated[str, AfterValidator(_webhook_secret)]
-ApiKey = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{24,200}$")]
-ReasonCode = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9_]{2,35}$")]
+WebhookUrl = Annotated[
+    str, Text(min_length=1, max_length=MAX_URL_LENGTH, strip=False), AfterValidator(_webhook_url)
+]
+WebhookSecret = Annotated[str, Text(max_length=200, strip=False), AfterValidator(_webhook_secret)]
+ApiKey = Annotated[str, Text(pattern=r"^[\x21-\x7e]{24,200}$", strip=False)]
+ReasonCode = Annotated[str, Text(pattern=r"^[A-Z0-9_]{2,35}$", strip=False)]
 
 
 class ProviderConfigIn(_In):
@@ -108,8 +160,15 @@ class ProviderConfigOut(BaseModel):
 
 # --- faults --------------------------------------------------------------------------------
 
+REQUIRED = object()
+"""A parameter its kind of fault cannot do without."""
 
-class _Fault(_In):
+
+class FaultIn(_In):
+    """A fault: its `kind`, its bound (`count` applications or `for_s` seconds, or both), and
+    the parameters of its kind (README, "Faults"). A parameter of another kind is refused."""
+
+    kind: FaultKind
     count: int | None = Field(
         default=None, ge=1, le=100_000, description="Applications, after which the fault ends"
     )
@@ -117,149 +176,100 @@ class _Fault(_In):
         default=None, gt=0, le=86_400, description="Seconds, after which the fault ends"
     )
     seed: int = Field(default=1, ge=0, le=MAX_SEED, description="For rates and shuffles")
+    mode: Literal["503", "refuse"] | None = Field(
+        default=None, description="outage: 503 answers, or the port closed (`refuse`)"
+    )
+    retry_after_s: int | None = Field(default=None, ge=0, le=3600, description="outage (503)")
+    delay_s: float | None = Field(
+        default=None, ge=0, le=3600, description="slow: the wait (≤ 120); replay: its delay"
+    )
+    rate: float | None = Field(default=None, gt=0, le=1, description="error_500")
+    after_accept: bool | None = Field(
+        default=None, description="error_500: the batch is accepted, the answer lost"
+    )
+    after_s: float | None = Field(
+        default=None, ge=1, le=86_400, description="late_result: seconds after pay_by"
+    )
+    delta_minor: int | None = Field(
+        default=None, ge=-(10**12), le=10**12, description="amount_mismatch: not 0"
+    )
+    variant: Literal["wrong_secret", "tampered_body", "missing", "malformed"] | None = Field(
+        default=None, description="bad_signature"
+    )
+    age_s: float | None = Field(
+        default=None,
+        ge=-30 * 86_400,
+        le=30 * 86_400,
+        description="stale_timestamp: more than 300 s old (negative: in the future)",
+    )
+
+    PARAMETERS: ClassVar[dict[FaultKind, dict[str, Any]]] = {
+        FaultKind.outage: {"mode": "503", "retry_after_s": 5},
+        FaultKind.slow: {"delay_s": REQUIRED},
+        FaultKind.error_500: {"rate": 1.0, "after_accept": False},
+        FaultKind.late_result: {"after_s": 60.0},
+        FaultKind.amount_mismatch: {"delta_minor": -100},
+        FaultKind.conflicting_settlement: {},
+        FaultKind.unknown_payment: {},
+        FaultKind.duplicate_webhook: {},
+        FaultKind.duplicate_results: {},
+        FaultKind.reorder: {},
+        FaultKind.replay: {"delay_s": 0.0},
+        FaultKind.bad_signature: {"variant": "wrong_secret"},
+        FaultKind.stale_timestamp: {"age_s": 600.0},
+    }
+    PARAMETER_NAMES: ClassVar[tuple[str, ...]] = (
+        "mode",
+        "retry_after_s",
+        "delay_s",
+        "rate",
+        "after_accept",
+        "after_s",
+        "delta_minor",
+        "variant",
+        "age_s",
+    )
 
     @model_validator(mode="after")
-    def _bounded(self) -> _Fault:
+    def _fits_its_kind(self) -> FaultIn:
         if self.count is None and self.for_s is None:
             raise ValueError("every fault ends: give count, for_s or both")
+        own = self.PARAMETERS[self.kind]
+        for name in self.PARAMETER_NAMES:
+            if getattr(self, name) is not None and name not in own:
+                raise ValueError(f"{name} does not apply to a {self.kind} fault")
+        for name, default in own.items():
+            if default is REQUIRED and getattr(self, name) is None:
+                raise ValueError(f"a {self.kind} fault needs {name}")
+        problem = self._kind_problem(self.params())
+        if problem:
+            raise ValueError(problem)
         return self
 
+    def _kind_problem(self, params: dict[str, Any]) -> str | None:
+        refuse = self.kind is FaultKind.outage and params["mode"] == "refuse"
+        if refuse and (self.for_s is None or self.for_s > 300 or self.count is not None):
+            return "a refuse outage is bounded by for_s (at most 300), not by count"
+        if self.kind is FaultKind.slow and not 0 < params["delay_s"] <= 120:
+            return "a slow fault's delay_s is more than 0 and at most 120"
+        if self.kind is FaultKind.amount_mismatch and params["delta_minor"] == 0:
+            return "delta_minor must not be 0"
+        if self.kind is FaultKind.reorder and self.count is not None and self.count < 2:
+            return "a reorder needs a count of at least 2 webhooks"
+        if self.kind is FaultKind.stale_timestamp and abs(params["age_s"]) <= STALE_AFTER_S:
+            return f"age_s must be more than {STALE_AFTER_S} s either way"
+        return None
 
-class OutageFault(_Fault):
-    """Calls of the PSP API answered 503 (with Retry-After), or, `refuse`, the port closed:
-    connections are refused, the control API included, for `for_s` (at most 300) seconds."""
+    def params(self) -> dict[str, Any]:
+        """The parameters of its kind, defaults filled in."""
+        return {
+            name: default if getattr(self, name) is None else getattr(self, name)
+            for name, default in self.PARAMETERS[self.kind].items()
+        }
 
-    kind: Literal["outage"]
-    mode: Literal["503", "refuse"] = "503"
-    retry_after_s: int = Field(default=5, ge=0, le=3600)
-
-    @model_validator(mode="after")
-    def _refuse_is_timed(self) -> OutageFault:
-        if self.mode == "refuse" and (self.for_s is None or self.for_s > 300 or self.count):
-            raise ValueError("a refuse outage is bounded by for_s (at most 300), not by count")
-        return self
-
-
-class SlowFault(_Fault):
-    """Calls of the PSP API wait `delay_s` before they are handled."""
-
-    kind: Literal["slow"]
-    delay_s: float = Field(gt=0, le=120)
-
-
-class Error500Fault(_Fault):
-    """Calls of the PSP API answered 500 at `rate`; `after_accept`: the batch is accepted
-    all the same (the answer is lost), so a retry must be answered as the first."""
-
-    kind: Literal["error_500"]
-    rate: float = Field(default=1.0, gt=0, le=1)
-    after_accept: bool = False
-
-
-class LateResultFault(_Fault):
-    """Payments accepted meanwhile get their result `after_s` after their `pay_by`."""
-
-    kind: Literal["late_result"]
-    after_s: float = Field(default=60, ge=1, le=86_400)
-
-
-class AmountMismatchFault(_Fault):
-    """Settled results reported with an amount off by `delta_minor`."""
-
-    kind: Literal["amount_mismatch"]
-    delta_minor: int = Field(default=-100, ge=-(10**12), le=10**12)
-
-    @model_validator(mode="after")
-    def _off(self) -> AmountMismatchFault:
-        if self.delta_minor == 0:
-            raise ValueError("delta_minor must not be 0")
-        return self
-
-
-class ConflictingSettlementFault(_Fault):
-    """Settled payments settled a second time, under another reference, in a later webhook."""
-
-    kind: Literal["conflicting_settlement"]
-
-
-class UnknownPaymentFault(_Fault):
-    """A result for a payment number Amana never issued, added to a webhook."""
-
-    kind: Literal["unknown_payment"]
-
-
-class DuplicateWebhookFault(_Fault):
-    """A delivered webhook delivered again: same webhook-id and body, fresh signature."""
-
-    kind: Literal["duplicate_webhook"]
-
-
-class DuplicateResultsFault(_Fault):
-    """A delivered webhook's results sent again under a new webhook-id."""
-
-    kind: Literal["duplicate_results"]
-
-
-class ReorderFault(_Fault):
-    """The webhooks cut in one round delivered last first, their results shuffled."""
-
-    kind: Literal["reorder"]
-    count: int | None = Field(default=None, ge=2, le=100_000, description="Webhooks reordered")
-
-
-class ReplayFault(_Fault):
-    """A delivered webhook sent again byte for byte, its original headers included, as an
-    eavesdropper would, `delay_s` after it was planned."""
-
-    kind: Literal["replay"]
-    delay_s: float = Field(default=0, ge=0, le=3600)
-
-
-class BadSignatureFault(_Fault):
-    """A forged copy of a webhook, with its webhook-id, delivered before it: signed with
-    another secret, its body changed after signing, its signature missing or malformed."""
-
-    kind: Literal["bad_signature"]
-    variant: Literal["wrong_secret", "tampered_body", "missing", "malformed"] = "wrong_secret"
-
-
-class StaleTimestampFault(_Fault):
-    """A validly signed copy of a webhook, with its webhook-id, delivered before it with a
-    timestamp `age_s` seconds old (negative: in the future)."""
-
-    kind: Literal["stale_timestamp"]
-    age_s: float = Field(default=600, ge=-30 * 86_400, le=30 * 86_400)
-
-    @model_validator(mode="after")
-    def _outside_tolerance(self) -> StaleTimestampFault:
-        if abs(self.age_s) <= STALE_AFTER_S:
-            raise ValueError(f"age_s must be more than {STALE_AFTER_S} s either way")
-        return self
-
-
-FaultIn = Annotated[
-    OutageFault
-    | SlowFault
-    | Error500Fault
-    | LateResultFault
-    | AmountMismatchFault
-    | ConflictingSettlementFault
-    | UnknownPaymentFault
-    | DuplicateWebhookFault
-    | DuplicateResultsFault
-    | ReorderFault
-    | ReplayFault
-    | BadSignatureFault
-    | StaleTimestampFault,
-    Field(discriminator="kind"),
-]
-
-FAULT_COMMON_FIELDS = frozenset({"kind", "count", "for_s", "seed"})
-
-
-def fault_params(fault: _Fault) -> dict[str, Any]:
-    """What is particular to the fault's kind."""
-    return fault.model_dump(mode="json", exclude=set(FAULT_COMMON_FIELDS))
+    @property
+    def refuses_connections(self) -> bool:
+        return self.kind is FaultKind.outage and self.params()["mode"] == "refuse"
 
 
 class FaultsIn(_In):
@@ -298,9 +308,6 @@ class InjectionOut(BaseModel):
 
 # --- deliveries ----------------------------------------------------------------------------
 
-DeliveryStatus = Literal["pending", "delivered", "answered", "abandoned"]
-VerdictValue = Literal["as_expected", "unexpected"]
-
 
 class DeliveryOut(BaseModel):
     """One webhook delivery: genuine (`kind` results) or a fault's (`kind` the fault)."""
@@ -323,7 +330,7 @@ class DeliveryOut(BaseModel):
         description="received, applied, duplicates, exceptions from Amana's WebhookAnswer"
     )
     expected: dict[str, Any]
-    verdict: VerdictValue | None
+    verdict: Verdict | None
     verdict_detail: str | None
     created_at: datetime
     finished_at: datetime | None

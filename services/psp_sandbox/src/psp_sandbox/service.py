@@ -37,7 +37,6 @@ from psp_sandbox.schemas import (
     PaymentStatusOut,
     ProviderConfigIn,
     StatusCounts,
-    fault_params,
 )
 
 MAX_NAMED_ERRORS = 20
@@ -143,8 +142,8 @@ async def replace_faults(
         Fault(
             id=uuid7(),
             provider_id=provider_id,
-            kind=fault.kind,
-            params=fault_params(fault),
+            kind=fault.kind.value,
+            params=fault.params(),
             max_count=fault.count,
             active_until=None if fault.for_s is None else now + timedelta(seconds=fault.for_s),
             seed=fault.seed,

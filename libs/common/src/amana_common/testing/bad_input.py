@@ -150,7 +150,8 @@ async def body_failures(client: httpx.AsyncClient, request: BodyRequest) -> list
 
 
 def _takes_text(annotation: Any) -> bool:
-    return bool(set(_strings(TypeAdapter(annotation).json_schema(), {}, "value")))
+    schema = TypeAdapter(annotation).json_schema()  # an enum comes as a $ref to its $defs
+    return bool(set(_strings(schema, schema.get("$defs", {}), "value")))
 
 
 def _string_params(route: APIRoute, kind: type[params.Param]) -> list[str]:
