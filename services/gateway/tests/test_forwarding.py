@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from amana_common.auth import TokenVerifier
-from amana_common.cli import _ApiServer
+from amana_common.cli import ApiServer
 from amana_common.testing.clients import eventually, free_port
 from gateway.main import create_gateway_app
 
@@ -107,7 +107,7 @@ async def test_the_gateway_server_ignores_forwarding_headers_from_loopback(
     GATEWAY_TRUSTED_PROXIES, so its server must not rewrite the client address first."""
     settings = gateway_settings(upstreams, rate_limit_per_s=0.01, rate_limit_burst=1)
     settings.port = free_port()
-    server = _ApiServer(create_gateway_app(settings), settings)
+    server = ApiServer(create_gateway_app(settings), settings)
     stop = asyncio.Event()
     serving = asyncio.create_task(server.run(stop))
     try:

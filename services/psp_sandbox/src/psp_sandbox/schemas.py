@@ -107,7 +107,7 @@ WebhookUrl = Annotated[
     str, Text(min_length=1, max_length=MAX_URL_LENGTH, strip=False), AfterValidator(_webhook_url)
 ]
 WebhookSecret = Annotated[str, Text(max_length=200, strip=False), AfterValidator(_webhook_secret)]
-ApiKey = Annotated[str, Text(pattern=r"^[\x21-\x7e]{24,200}$", strip=False)]
+ApiKey = Annotated[str, Text(pattern=r"^[\x21-\x7e]{16,200}$", strip=False)]
 ReasonCode = Annotated[str, Text(pattern=r"^[A-Z0-9_]{2,35}$", strip=False)]
 
 
@@ -116,7 +116,8 @@ class ProviderConfigIn(_In):
     how it settles."""
 
     api_key: ApiKey = Field(
-        description="The bearer token Amana's calls carry (24-200 visible ASCII); kept hashed"
+        description="The bearer token Amana's calls carry: disbursement's API credential for "
+        "the provider (16-200 visible ASCII); kept hashed"
     )
     webhook_url: WebhookUrl = Field(
         description="Amana's webhook, e.g. http://127.0.0.1:8000/webhooks/providers/<id>"
