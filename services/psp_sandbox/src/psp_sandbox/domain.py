@@ -255,7 +255,8 @@ class RequestDecision:
 def decide_request(
     faults: Sequence[ActiveFault], calls_seen: Mapping[UUID, int]
 ) -> RequestDecision:
-    """`calls_seen[fault.id]` numbers this call among those the fault saw (for its rate)."""
+    """`calls_seen[fault.id]` numbers this call among those the fault saw: whether the n-th
+    call fails follows from the fault's seed and n alone, so a run is reproducible."""
     delay = 0.0
     injections: list[Injection] = []
     for fault in faults_of(faults, FaultKind.slow):
@@ -268,7 +269,8 @@ def decide_request(
             injections.append(Injection(fault.id, fault.kind, detail={"answer": 503}))
             return RequestDecision(delay, "unavailable", retry_after, tuple(injections))
     for fault in faults_of(faults, FaultKind.error_500):
-        hit = draw(fault.seed, fault.id, calls_seen.get(fault.id, 0)) < float(fault.params["rate"])
+        call = calls_seen.get(fault.id, 0)
+        hit = draw(fault.seed, fault.kind.value, call) < float(fault.params["rate"])
         if hit and fault.take():
             after = bool(fault.params.get("after_accept", False))
             injections.append(Injection(fault.id, fault.kind, detail={"after_accept": after}))
