@@ -8,6 +8,7 @@ import pytest
 from uuid6 import uuid7
 
 from amana_common.auth import Role
+from amana_common.cli import worker_probe_app
 from amana_common.db import Database
 from amana_common.testing.clients import service_client
 from amana_common.testing.databases import row_count
@@ -203,13 +204,17 @@ async def test_only_an_admin_controls_the_sandbox(
     assert_problem(response, 403)
 
 
-async def test_readiness_does_not_depend_on_kafka(
+async def test_readiness_of_api_and_worker_does_not_depend_on_kafka(
     settings: SandboxSettings, committed_database: Database
 ) -> None:
+    """The sandbox neither publishes nor consumes: a broker outage is none of its business."""
     unreachable = settings.model_copy(update={"kafka_bootstrap": "127.0.0.1:9"})
+    api = create_psp_sandbox_app(unreachable)
+    worker = worker_probe_app(unreachable, committed_database)
 
-    async with service_client(create_psp_sandbox_app(unreachable), committed_database) as http:
-        response = await http.get("/readyz")
+    for app in (api, worker):
+        async with service_client(app, committed_database) as http:
+            response = await http.get("/readyz")
 
-    assert response.status_code == 200, response.text
-    assert response.json()["checks"] == {"database": "ok"}
+        assert response.status_code == 200, response.text
+        assert response.json()["checks"] == {"database": "ok"}
