@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from amana_common.catalog import CatalogService
 from amana_common.catalog_files import helm_component
 
-from .conftest import CATALOG, SERVICES_WITH_DATABASE, LoadSettings, env_prefix
+from .conftest import CATALOG, LoadSettings, env_prefix
 from .kube_schemas import KUBERNETES_VERSIONS, schema_errors
 from .test_helm_chart import (
     CHART,
@@ -473,7 +473,8 @@ def test_existing_postgresql_per_component(
 ) -> None:
     """CloudNativePG: one Cluster per component, credentials from its <cluster>-app Secret,
     verify-full against the CA, and the service reads the URL with those credentials."""
-    for service in SERVICES_WITH_DATABASE:
+    deployed = [s.name for s in CATALOG.with_database() if not s.development_only]
+    for service in deployed:
         deployment = named(production_docs, "Deployment", f"{RELEASE}-{service}-api")
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         config = named(production_docs, "ConfigMap", f"{RELEASE}-{service}")["data"]

@@ -12,7 +12,12 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from amana_common.migrations import create_infrastructure_tables, drop_infrastructure_tables
+from amana_common.migrations import (
+    create_infrastructure_tables,
+    drop_infrastructure_tables,
+    park_outbox_rows,
+    unpark_outbox_rows,
+)
 from amana_common.value_sets import one_of
 
 revision: str = "0001"
@@ -43,6 +48,7 @@ FAULT_KINDS = (
 
 def upgrade() -> None:
     create_infrastructure_tables()
+    park_outbox_rows()
     op.create_table(
         "sandbox_providers",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -297,4 +303,5 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_batches_provider_id"), table_name="batches")
     op.drop_table("batches")
     op.drop_table("sandbox_providers")
+    unpark_outbox_rows()
     drop_infrastructure_tables()
