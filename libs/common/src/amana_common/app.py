@@ -47,10 +47,12 @@ def create_app(
     readiness: ReadinessCheck | None = None,
     builtin_docs: bool = True,
     limit_bodies: bool = True,
+    streamed_paths: tuple[str, ...] = (),
 ) -> FastAPI:
     """The app of every service. `readiness` adds checks to /readyz; `builtin_docs=False` and
-    `limit_bodies=False` are for the gateway, which serves a merged OpenAPI and limits bodies
-    per route while it streams them."""
+        `limit_bodies=False` are for the gateway, which serves a merged OpenAPI and limits bodies
+        per route while it streams them. `streamed_paths`: path prefixes whose routes read their
+    body as a stream and bound it themselves (bulk uploads), exempt from the body limit."""
     configure_logging(settings.log_level)
 
     @asynccontextmanager
@@ -77,7 +79,11 @@ def create_app(
     app.state.token_verifier = TokenVerifier(settings)
     install_problem_handlers(app)
     if limit_bodies:
-        app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+        app.add_middleware(
+            BodySizeLimitMiddleware,
+            max_bytes=settings.max_body_bytes,
+            streamed_paths=streamed_paths,
+        )
     app.add_middleware(UnexpectedErrorMiddleware)  # inside the request context: ids in 500s
     app.add_middleware(AuditMiddleware, service=settings.service_name)
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)

@@ -9,14 +9,19 @@ from amana_common.errors import problem_response
 
 class BodySizeLimitMiddleware:
     """Rejects a declared Content-Length over the limit at once; a body without one (chunked)
-    is read up to the limit first, so the route never sees a partial oversized body."""
+    is read up to the limit first, so the route never sees a partial oversized body.
+    `streamed_paths` are path prefixes whose routes stream their body and bound it themselves
+    (a bulk upload): they are passed through untouched."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, streamed_paths: tuple[str, ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.streamed_paths = streamed_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (
+            self.streamed_paths and str(scope.get("path", "")).startswith(self.streamed_paths)
+        ):
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")

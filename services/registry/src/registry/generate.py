@@ -388,6 +388,94 @@ def write_ndjson(households: Sequence[GeneratedHousehold], out: TextIO) -> None:
         out.write(json.dumps(household.body, ensure_ascii=False, separators=(",", ":")) + "\n")
 
 
+def fhir_resources(household: GeneratedHousehold) -> list[dict[str, Any]]:
+    """The household as FHIR R4 in Amana's shape (README, "FHIR mapping"): a Group whose
+    members are its Patients, the relationship to the head on each Group.member."""
+    from registry import fhir
+
+    body = household.body
+    patients = [
+        _patient(f"{household.code}-{index + 1}", member)
+        for index, member in enumerate(body["members"])
+    ]
+    address: dict[str, Any] = {"use": "home", "type": "physical"}
+    if body.get("address"):
+        address["text"] = body["address"]
+    gps = body.get("gps")
+    if gps:
+        address["extension"] = [
+            {
+                "url": fhir.GEOLOCATION,
+                "extension": [
+                    {"url": "latitude", "valueDecimal": gps["latitude"]},
+                    {"url": "longitude", "valueDecimal": gps["longitude"]},
+                ],
+            }
+        ]
+    extensions: list[dict[str, Any]] = [
+        {"url": fhir.EXT_LOCATION, "valueCode": body["location_code"]},
+        {"url": fhir.EXT_ADDRESS, "valueAddress": address},
+    ]
+    attributes = body.get("eligibility_attributes") or {}
+    if attributes:
+        extensions.append(
+            {
+                "url": fhir.EXT_ATTRIBUTE,
+                "extension": [
+                    fhir.attribute_extension(name, value) for name, value in attributes.items()
+                ],
+            }
+        )
+    group = {
+        "resourceType": "Group",
+        "id": household.code,
+        "extension": extensions,
+        "identifier": [{"system": "https://amana.dev/fhir/generator", "value": household.code}],
+        "type": "person",
+        "actual": True,
+        "quantity": len(patients),
+        "member": [
+            {
+                "extension": [{"url": fhir.EXT_RELATIONSHIP, "valueCode": member["relationship"]}],
+                "entity": {"reference": f"Patient/{patient['id']}"},
+            }
+            for member, patient in zip(body["members"], patients, strict=True)
+        ],
+    }
+    return [group, *patients]
+
+
+def _patient(patient_id: str, member: dict[str, Any]) -> dict[str, Any]:
+    from registry import fhir
+
+    patient: dict[str, Any] = {
+        "resourceType": "Patient",
+        "id": patient_id,
+        "extension": [{"url": fhir.EXT_DISABILITY, "valueBoolean": bool(member.get("disability"))}],
+        "name": [
+            {"use": "official", "family": member["family_name"], "given": [member["given_name"]]}
+        ],
+        "gender": member["sex"],
+        "birthDate": member["date_of_birth"],
+    }
+    identifiers = [
+        {"system": f"{fhir.IDENTIFIER_SYSTEM}/{i['scheme']}", "value": i["value"]}
+        for i in member.get("identifiers", [])
+    ]
+    if identifiers:
+        patient["identifier"] = identifiers
+    if member.get("phone"):
+        patient["telecom"] = [{"system": "phone", "value": member["phone"]}]
+    return patient
+
+
+def write_fhir_ndjson(households: Sequence[GeneratedHousehold], out: TextIO) -> None:
+    """FHIR NDJSON (Bulk Data): each household's Group followed by its Patients."""
+    for household in households:
+        for resource in fhir_resources(household):
+            out.write(json.dumps(resource, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
 def write_truth(households: Sequence[GeneratedHousehold], out: TextIO) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(("household_code", "duplicate_of", "variations"))
@@ -463,6 +551,7 @@ def write_files(households: Sequence[GeneratedHousehold], directory: Path) -> li
     for name, writer in (
         ("households.ndjson", write_ndjson),
         ("households.csv", write_csv),
+        ("households.fhir.ndjson", write_fhir_ndjson),
         ("truth.csv", write_truth),
     ):
         path = directory / name

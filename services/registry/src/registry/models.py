@@ -22,6 +22,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Computed,
     Date,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Text,
@@ -277,3 +279,135 @@ class PayPointProjection(Base):
     code: Mapped[str] = mapped_column(String(CODE_LENGTH))
     status: Mapped[PayPointStatus] = mapped_column(String(10))
     location_codes: Mapped[list[str]] = mapped_column(ARRAY(String(LOCATION_LENGTH)))
+
+
+# --- imports and exports (README, "Imports" and "FHIR") ---------------------------------------
+
+IMPORT_FORMATS = ("csv", "fhir_ndjson")
+JOB_STATUSES = ("queued", "running", "done", "failed")
+IMPORT_PHASES = ("stage", "apply")
+RECORD_OUTCOMES = ("created", "updated", "rejected", "flagged")
+
+
+class ImportJob(Base):
+    """A bulk import: the upload is kept in `job_blocks`, staged record by record into
+    `import_items`, then applied in chunks; `cursor` is the position of the last record whose
+    chunk committed, so a worker that resumes the job starts after it."""
+
+    __tablename__ = "import_jobs"
+    __table_args__ = (
+        CheckConstraint(f"format IN {IMPORT_FORMATS}", name="format"),
+        CheckConstraint(f"status IN {JOB_STATUSES}", name="status"),
+        CheckConstraint(f"phase IN {IMPORT_PHASES}", name="phase"),
+        Index(
+            "ix_import_jobs_pending",
+            "created_at",
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+    )
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    format: Mapped[str] = mapped_column(String(20))
+    source: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(10))
+    phase: Mapped[str] = mapped_column(String(10))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    blocks: Mapped[int] = mapped_column(Integer)
+    staged: Mapped[int] = mapped_column(Integer, server_default="0")
+    cursor: Mapped[int] = mapped_column(Integer, server_default="0")
+    processed: Mapped[int] = mapped_column(Integer, server_default="0")
+    created: Mapped[int] = mapped_column(Integer, server_default="0")
+    updated: Mapped[int] = mapped_column(Integer, server_default="0")
+    rejected: Mapped[int] = mapped_column(Integer, server_default="0")
+    flagged: Mapped[int] = mapped_column(Integer, server_default="0")
+    error: Mapped[str | None] = mapped_column(String(500))
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class JobBlock(Base):
+    """The bytes of an upload (`part` 'upload') or of an export's NDJSON files (`part` the
+    resource type), in blocks of at most a MiB, in `seq` order."""
+
+    __tablename__ = "job_blocks"
+
+    job_id: Mapped[UUID] = mapped_column(primary_key=True)
+    part: Mapped[str] = mapped_column(String(30), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ImportItem(Base):
+    """A record of an import, staged: a CSV household (its rows) or one FHIR resource.
+    `claimed_by` is the position of the Group that took a Patient or RelatedPerson."""
+
+    __tablename__ = "import_items"
+    __table_args__ = (Index("ix_import_items_job_id", "job_id", "kind", "source_id"),)
+
+    job_id: Mapped[UUID] = mapped_column(
+        ForeignKey("import_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    source_id: Mapped[str | None] = mapped_column(String(200))
+    line: Mapped[int] = mapped_column(Integer)
+    body: Mapped[Any] = mapped_column(JSONB)
+    claimed_by: Mapped[int | None] = mapped_column(Integer)
+
+
+class ImportRecord(Base):
+    """One line of an import's report: a record's outcome, what the cleaning changed and why
+    it was refused or flagged (fields named). Personal data (before/after values)."""
+
+    __tablename__ = "import_report"
+    __table_args__ = (CheckConstraint(f"outcome IN {RECORD_OUTCOMES}", name="outcome"),)
+
+    job_id: Mapped[UUID] = mapped_column(
+        ForeignKey("import_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    line: Mapped[int] = mapped_column(Integer)
+    source_id: Mapped[str | None] = mapped_column(String(200))
+    outcome: Mapped[str] = mapped_column(String(10))
+    household_id: Mapped[UUID | None]
+    duplicate_flagged: Mapped[bool] = mapped_column(server_default=text("false"))
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    changes: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+
+
+class HouseholdSource(Base):
+    """How another system names a household: a key (`Group/<id>`, `<system>|<value>` of a
+    Group identifier, `code:<household_code>`) within a source; a re-import matches on it."""
+
+    __tablename__ = "household_sources"
+
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    source_key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    household_id: Mapped[UUID] = mapped_column(
+        ForeignKey("households.id", ondelete="CASCADE"), index=True
+    )
+
+
+class ExportJob(Base):
+    """A FHIR bulk export ($export): NDJSON files per resource type in `job_blocks`."""
+
+    __tablename__ = "export_jobs"
+    __table_args__ = (CheckConstraint(f"status IN {JOB_STATUSES}", name="status"),)
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(10))
+    types: Mapped[list[str]] = mapped_column(ARRAY(String(20)))
+    since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    request_url: Mapped[str] = mapped_column(String(2000))
+    counts: Mapped[dict[str, int]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    error: Mapped[str | None] = mapped_column(String(500))
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    transaction_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -248,6 +248,25 @@ async def _create(
     now: datetime,
 ) -> Household:
     sequence = await repository.next_household_sequence(session)
+    household = new_household(draft, sequence, now, preference)
+    await _refuse_held_identifiers(session, household.id, draft.members)
+    status_change, _ = enrolment_records(household, actor, now, with_history=False)
+    repository.add(session, household, status_change)
+    await _flush(session)
+    await _history(session, household, {}, "enrolled", actor, now)
+    await _publish(session, household, HouseholdEnrolledV1)
+    return household
+
+
+def new_household(
+    draft: HouseholdDraft,
+    sequence: int,
+    now: datetime,
+    preference: PaymentPreference | None = None,
+) -> Household:
+    """A new active household (not yet added to a session) from a cleaned draft, numbered from
+    `sequence`, with its members, identifiers and payment preference; the bulk import writes
+    the same objects set-based."""
     household = Household(
         id=uuid7(),
         household_number=numbered(HOUSEHOLD_NUMBER_PREFIX, sequence, HOUSEHOLD_NUMBER_DIGITS),
@@ -269,24 +288,37 @@ async def _create(
         preference.household_id = household.id
         preference.set_at = now
         household.payment_preference = preference
-    await _refuse_held_identifiers(session, household.id, draft.members)
-    repository.add(
-        session,
-        household,
-        HouseholdStatusChange(
+    return household
+
+
+def enrolment_records(
+    household: Household, actor: str | None, now: datetime, *, with_history: bool = True
+) -> tuple[HouseholdStatusChange, HouseholdChange | None]:
+    """The status history row (none -> active) and, `with_history`, the change history row
+    (`enrolled`, every field) of a new household."""
+    status_change = HouseholdStatusChange(
+        id=uuid7(),
+        household_id=household.id,
+        from_status=None,
+        to_status=domain.ACTIVE,
+        reason=ENROLLED_REASON,
+        changed_at=now,
+        changed_by=actor,
+    )
+    history = (
+        HouseholdChange(
             id=uuid7(),
             household_id=household.id,
-            from_status=None,
-            to_status=domain.ACTIVE,
-            reason=ENROLLED_REASON,
+            version=household.version,
+            action="enrolled",
             changed_at=now,
             changed_by=actor,
-        ),
+            changes=domain.field_changes({}, _document(household)),
+        )
+        if with_history
+        else None
     )
-    await _flush(session)
-    await _history(session, household, {}, "enrolled", actor, now)
-    await _publish(session, household, HouseholdEnrolledV1)
-    return household
+    return status_change, history
 
 
 def _apply_household_fields(household: Household, draft: HouseholdDraft) -> None:

@@ -36,3 +36,15 @@ class RegistrySettings(ServiceSettings):
         description="python-stdnum validator per identifier scheme, e.g. "
         '{"national_id": "za.idnr"}',
     )
+    import_max_bytes: int = Field(
+        default=1024**3, gt=0, description="Largest bulk import file (413 past it)"
+    )
+    import_chunk_size: int = Field(
+        default=500, ge=1, le=5000, description="Households a bulk import applies per transaction"
+    )
+    import_lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a worker holds an import without progress before another resumes it",
+    )
+    import_poll_s: float = Field(default=1.0, gt=0, description="How often an idle worker looks")

@@ -1,11 +1,45 @@
+import asyncio
 from collections.abc import Sequence
 
 from amana_common.db import Database
 from amana_common.settings import ServiceSettings
-from amana_common.worker import Component, infrastructure_components
+from amana_common.worker import Component, infrastructure_components, wait_or_stop
+from registry import fhir_service
 from registry.consumers import provider_projection
+from registry.imports import ApplyContext, ImportSettings, ImportWorker
+from registry.reference import cleaning_rules
+from registry.settings import RegistrySettings
+
+
+class BulkJobs:
+    """Runs bulk imports and FHIR bulk exports, one job at a time, leased so that several
+    workers share the queue and a job whose worker died is resumed by another."""
+
+    def __init__(self, settings: RegistrySettings, database: Database) -> None:
+        self.database = database
+        self.poll_s = settings.import_poll_s
+        self.imports = ImportWorker(
+            database,
+            ApplyContext(cleaning_rules(settings), settings.default_currency, "import"),
+            ImportSettings(
+                settings.import_chunk_size, settings.import_lease_s, settings.import_poll_s
+            ),
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            busy = await self.imports.run_once()
+            busy = await fhir_service.run_exports(self.database, self.imports.owner) or busy
+            if not busy:
+                await wait_or_stop(stop, self.poll_s)
 
 
 def worker_components(settings: ServiceSettings, database: Database) -> Sequence[Component]:
-    """The registry worker publishes its outbox, prunes, and projects provider events."""
-    return [*infrastructure_components(settings, database), provider_projection(settings, database)]
+    """The registry worker publishes its outbox, prunes, projects provider events and runs
+    bulk imports and exports."""
+    assert isinstance(settings, RegistrySettings)
+    return [
+        *infrastructure_components(settings, database),
+        provider_projection(settings, database),
+        BulkJobs(settings, database),
+    ]
