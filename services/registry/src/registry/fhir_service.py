@@ -67,8 +67,28 @@ def parse_bundle(body: bytes) -> tuple[str, list[BundleEntry]]:
         raise _invalid("resourceType", "wrong-resource-type", "POST /fhir takes a Bundle")
     if document.get("type") not in ("transaction", "batch"):
         raise _invalid("type", "bundle-type", "a Bundle of type transaction or batch")
+    raw_entries = document.get("entry")
+    if not isinstance(raw_entries, list) or not raw_entries:
+        raise _invalid("entry", "required", "the Bundle has no entries")
+    for index, entry in enumerate(raw_entries):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict):
+            raise _invalid(f"entry[{index}].resource", "required", "each entry has a resource")
+        if resource.get("resourceType") not in ACCEPTED_TYPES:
+            raise _invalid(
+                f"entry[{index}].resource.resourceType",
+                "wrong-resource-type",
+                f"{resource.get('resourceType')!r} is not accepted: one of "
+                f"{', '.join(ACCEPTED_TYPES)}",
+            )
+    # The envelope here; each resource with its household, so that a batch refuses one
+    # household, not the Bundle.
+    envelope = {
+        **document,
+        "entry": [{k: v for k, v in entry.items() if k != "resource"} for entry in raw_entries],
+    }
     try:
-        Bundle.model_validate(document)
+        Bundle.model_validate(envelope)
     except ValidationError as error:
         raise Problem(
             422,
@@ -83,21 +103,10 @@ def parse_bundle(body: bytes) -> tuple[str, list[BundleEntry]]:
                 for item in error.errors()
             ],
         ) from error
-    entries = []
-    for index, entry in enumerate(document.get("entry") or []):
-        resource = entry.get("resource")
-        if not isinstance(resource, dict):
-            raise _invalid(f"entry[{index}].resource", "required", "each entry has a resource")
-        if resource.get("resourceType") not in ACCEPTED_TYPES:
-            raise _invalid(
-                f"entry[{index}].resource.resourceType",
-                "wrong-resource-type",
-                f"{resource.get('resourceType')!r} is not accepted: one of "
-                f"{', '.join(ACCEPTED_TYPES)}",
-            )
-        entries.append(BundleEntry(index, resource, entry.get("fullUrl")))
-    if not entries:
-        raise _invalid("entry", "required", "the Bundle has no entries")
+    entries = [
+        BundleEntry(index, entry["resource"], entry.get("fullUrl"))
+        for index, entry in enumerate(raw_entries)
+    ]
     return str(document["type"]), entries
 
 

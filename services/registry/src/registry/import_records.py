@@ -148,6 +148,10 @@ def fhir_record(
     record.keys = mapped.keys
     record.household_number = household_number_of(group)
     record.claims = [*mapped.members, *mapped.related]
+    for reference in mapped.related:
+        related = resolve(reference)
+        for refusal in validation_refusals(related) if related is not None else []:
+            record.refuse(refusal.field, refusal.code, refusal.message)
     _mapping_report(record, mapped)
     if mapped.draft is not None and not record.errors:
         _clean(record, mapped.draft, rules, today)

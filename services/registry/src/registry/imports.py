@@ -1152,7 +1152,7 @@ async def claim_leased(session: AsyncSession, model: Any, owner: str, lease_s: f
     started = (
         {"started_at": func.coalesce(model.started_at, func.now())}
         if model is ImportJob
-        else {"transaction_time": func.now()}
+        else {"transaction_time": func.clock_timestamp()}
     )
     return await session.scalar(
         update(model)
