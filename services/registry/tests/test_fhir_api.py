@@ -132,11 +132,19 @@ async def test_an_openimis_family_is_imported_as_a_household(
         for m in household["members"]
     ]
     assert members == [
-        ("Grace", "head", True, "+254712345678", [{"scheme": "social_registry_id", "value": "070707070"}]),
+        (
+            "Grace",
+            "head",
+            True,
+            "+254712345678",
+            [{"scheme": "social_registry_id", "value": "070707070"}],
+        ),
         ("Peter", "child", False, None, [{"scheme": "social_registry_id", "value": "070707071"}]),
     ]
 
-    again = await client.post("/fhir", json=bundle(openimis_family()), headers=FHIR, params={"source": "fhir"})
+    again = await client.post(
+        "/fhir", json=bundle(openimis_family()), headers=FHIR, params={"source": "fhir"}
+    )
     assert again.json()["entry"][0]["response"]["status"] == "200 OK"
     assert await row_count(database, Household.__table__) == 1
 
@@ -151,9 +159,7 @@ async def test_a_transaction_with_bad_fhir_writes_nothing_and_names_entry_and_fi
     broken = fhir_lines(population(1, seed=33))
     broken[0]["member"][0]["entity"]["reference"] = "Patient/missing"
 
-    response = await client.post(
-        "/fhir", json=bundle([*good, *bad, stray, *broken]), headers=FHIR
-    )
+    response = await client.post("/fhir", json=bundle([*good, *bad, stray, *broken]), headers=FHIR)
 
     assert response.status_code == 422, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -181,7 +187,10 @@ async def test_wrong_resource_types_and_missing_required_elements_are_422(
     missing = await client.post("/fhir", json=bundle(resources), headers=FHIR)
     malformed = await client.post("/fhir", content=b"{", headers=FHIR)
 
-    assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "entry[0].resource.resourceType"
+    assert (
+        wrong.status_code == 422
+        and wrong.json()["errors"][0]["field"] == "entry[0].resource.resourceType"
+    )
     assert group.status_code == 422 and group.json()["errors"][0]["field"] == "resourceType"
     assert missing.status_code == 422
     assert any(e["field"].endswith(".type") for e in missing.json()["errors"])

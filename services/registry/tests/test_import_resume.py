@@ -100,6 +100,8 @@ async def test_a_worker_killed_mid_import_is_resumed_without_doing_a_record_twic
     assert await count(committed_database, HouseholdChange.id) == HOUSEHOLDS
     assert await count(committed_database, ImportRecord.position) == HOUSEHOLDS
     async with committed_database.sessionmaker() as session:
-        keyed = await session.scalar(select(func.count(func.distinct(HouseholdSource.household_id))))
+        keyed = await session.scalar(
+            select(func.count(func.distinct(HouseholdSource.household_id)))
+        )
         outcomes = set((await session.scalars(select(ImportRecord.outcome))).all())
     assert keyed == HOUSEHOLDS and outcomes == {"created"}

@@ -167,7 +167,7 @@ async def import_bundle(
         await _write_one(session, result, matches, context, kind == "batch")
     await _remember_sources(session, source, [r.outcome for r in results])
     written = [r.outcome.household_id for r in results if r.outcome.household_id]
-    await flag_duplicate_candidates(session, written)
+    await flag_duplicate_candidates(session, written, context.actor)
     return results
 
 

@@ -710,33 +710,31 @@ async def _write(
     await _replace(session, replaced, matches, context)
     await _remember_sources(session, job.source, outcomes)
     written = [o.household_id for o in outcomes if o.household_id is not None]
-    flagged = await flag_duplicate_candidates(session, written)
-    await _report(session, job.id, outcomes, flagged)
+    flagged = await flag_duplicate_candidates(session, written, context.actor)
+    await _report(session, job.id, outcomes)
     return {
         "processed": len(outcomes),
         "created": sum(o.outcome == "created" for o in outcomes),
         "updated": sum(o.outcome == "updated" for o in outcomes),
         "rejected": sum(o.outcome == "rejected" for o in outcomes),
-        "flagged": sum(o.outcome == "flagged" for o in outcomes) + len(flagged),
+        "flagged": sum(o.outcome == "flagged" for o in outcomes) + flagged,
     }
 
 
 async def flag_duplicate_candidates(
-    session: AsyncSession, household_ids: Sequence[UUID]
-) -> set[UUID]:
-    """DUPLICATE CHECKS ON: the one call site of item 6's set-based duplicate check, for every
-    household a chunk created or replaced, in the chunk's transaction. Answers the households
-    it flagged for review. Wired to `duplicates.flag_candidates` when that module exists."""
+    session: AsyncSession, household_ids: Sequence[UUID], actor: str | None
+) -> int:
+    """DUPLICATE CHECKS ON: the one call site of item 6's set-based duplicate check
+    (`duplicates.flag_candidates`), for every household a chunk (or a FHIR Bundle) created or
+    replaced, in its transaction; answers how many flags it raised. Until that module is on
+    main this checks nothing and answers 0."""
     try:
-        from registry import duplicates  # type: ignore[attr-defined]
+        from registry import duplicates  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
-        return set()
+        return 0
     if not household_ids:
-        return set()
-    flagged = await duplicates.flag_candidates(session, list(household_ids))
-    if isinstance(flagged, int):
-        return set()
-    return set(flagged or ())
+        return 0
+    return int(await duplicates.flag_candidates(session, list(household_ids), actor=actor))
 
 
 def _flagged(record: Record) -> bool:
@@ -791,7 +789,7 @@ async def _flag_taken_identifiers(
     }
     await repository.lock_identifiers(session, sorted(wanted))
     holders: dict[tuple[str, str], list[repository.IdentifierHolder]] = {}
-    for holder in await repository.identifier_holders(session, sorted(wanted), None):
+    for holder in await repository.identifier_holders_of_many(session, sorted(wanted)):
         holders.setdefault((holder.scheme, holder.value), []).append(holder)
     in_chunk: dict[tuple[str, str], Record] = {}
     for record in records:
@@ -936,9 +934,7 @@ async def _remember_sources(session: AsyncSession, source: str, outcomes: list[O
     )
 
 
-async def _report(
-    session: AsyncSession, job_id: UUID, outcomes: list[Outcome], flagged: set[UUID]
-) -> None:
+async def _report(session: AsyncSession, job_id: UUID, outcomes: list[Outcome]) -> None:
     rows = [
         (
             job_id,
@@ -947,7 +943,7 @@ async def _report(
             (o.record.source_id or "")[:200] or None,
             o.outcome,
             o.household_id,
-            o.household_id in flagged,
+            False,
             json.dumps(o.record.errors, default=str),
             json.dumps(o.record.changes, default=str, ensure_ascii=False),
         )

@@ -1,0 +1,225 @@
+"""FHIR NDJSON import of 100,000 households (about half a million resources) with duplicate
+checks on: >= 2,000 resources/s end to end, from the upload's first byte to the job done.
+
+A fresh `amana_registry_importbench` database is migrated; the synthetic population generator
+writes the households as FHIR NDJSON (a Group and its Patients each); the registry API and its
+worker run as real processes (uvicorn; the worker with its outbox relay to Kafka and the
+import runner, which calls the duplicate check for every chunk); the file is streamed to
+`POST /imports` and the job polled until done. Before the run, the CPU each resource costs is
+measured in-process on a sample (fhir.resources validation, reading and cleaning); during
+the run the machine's load average is sampled, and both are printed with the figure.
+
+    make bench-registry-import   # or: uv run python bench/registry_import.py --households 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import date
+from pathlib import Path
+
+import httpx
+
+from amana_common.auth import Role, issue_token
+from amana_common.settings import ServiceSettings
+from amana_common.testing.databases import migrated_test_database
+from registry.fhir import validation_refusals
+from registry.generate import Generator, GeneratorConfig, fhir_resources
+from registry.import_records import fhir_record
+from registry.reference import cleaning_rules, load_locations
+from registry.settings import REFERENCE, RegistrySettings
+
+REPO = Path(__file__).resolve().parents[1]
+SERVICE_DIR = REPO / "services" / "registry"
+BAR = 2000.0
+SECRET = secrets.token_urlsafe(32)  # generated: a committed secret is refused
+PORT = 18112
+
+
+def server_url() -> str:
+    url = os.environ.get("AMANA_DATABASE_URL")
+    if url:
+        return url
+    return subprocess.run(
+        [str(REPO / "deploy" / "local" / "pg.sh"), "url"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def kafka_bootstrap() -> str:
+    return (
+        os.environ.get("AMANA_KAFKA_BOOTSTRAP")
+        or subprocess.run(
+            [str(REPO / "deploy" / "local" / "kafka.sh"), "bootstrap"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+
+
+def write_file(households: int, path: Path) -> int:
+    config = GeneratorConfig(households=households, seed=5)
+    generator = Generator(config, load_locations(REFERENCE / "locations_ke.csv"))
+    count = 0
+    with path.open("w", encoding="utf-8") as out:
+        for household in generator.households():
+            for resource in fhir_resources(household):
+                out.write(json.dumps(resource, ensure_ascii=False, separators=(",", ":")) + "\n")
+                count += 1
+    return count
+
+
+def profile(path: Path, sample: int = 2000) -> None:
+    """CPU per resource on a sample, in this process: fhir.resources validation alone, then
+    the whole reading (validation, mapping, cleaning) of a household."""
+    rules = cleaning_rules(RegistrySettings(environment="test"))
+    groups: list[list[dict[str, object]]] = []
+    with path.open(encoding="utf-8") as source:
+        for line in source:
+            resource = json.loads(line)
+            if resource["resourceType"] == "Group":
+                if len(groups) == sample:
+                    break
+                groups.append([])
+            groups[-1].append(resource)
+    resources = sum(len(g) for g in groups)
+    started = time.process_time()
+    for group in groups:
+        for resource in group:
+            validation_refusals(resource)
+    validation = time.process_time() - started
+    started = time.process_time()
+    today = time.gmtime()
+    for position, group in enumerate(groups):
+        by_reference = {f"Patient/{r['id']}": r for r in group[1:]}
+        fhir_record(
+            position,
+            position,
+            group[0],
+            by_reference.get,
+            group[1:],
+            rules,
+            date(today.tm_year, today.tm_mon, today.tm_mday),
+        )
+    whole = time.process_time() - started
+    print(
+        f"CPU per resource (sample of {resources} resources in {len(groups)} households): "
+        f"fhir.resources validation {validation / resources * 1e6:.0f} µs, validation + "
+        f"mapping + cleaning {whole / resources * 1e6:.0f} µs "
+        f"(one core's ceiling for that part alone: {resources / whole:,.0f} resources/s)"
+    )
+
+
+def start(command: str, url: str, log_name: str, extra: dict[str, str]) -> subprocess.Popen[bytes]:
+    env = os.environ | {
+        "REGISTRY_DATABASE_URL": url,
+        "REGISTRY_KAFKA_BOOTSTRAP": kafka_bootstrap(),
+        "REGISTRY_JWT_SECRET": SECRET,
+        "REGISTRY_ENVIRONMENT": "test",
+        "REGISTRY_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+    log = open(REPO / ".local" / log_name, "w")  # noqa: SIM115
+    arguments = [sys.executable, "-m", "registry", command]
+    if command == "api":
+        arguments += ["--port", str(PORT)]
+    return subprocess.Popen(arguments, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_for_api(api: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if api.poll() is not None:
+            raise SystemExit("the registry API exited; see .local/bench-registry-import-api.log")
+        try:
+            if httpx.get(f"http://127.0.0.1:{PORT}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    raise SystemExit("the registry API did not answer")
+
+
+async def chunks(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as source:
+        while block := source.read(1024 * 1024):
+            yield block
+
+
+async def run(path: Path) -> tuple[dict[str, object], float, list[float]]:
+    token = issue_token(
+        ServiceSettings(jwt_secret=SECRET, environment="test"), "bench-importer", [Role.registrar]
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    loads: list[float] = []
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORT}", timeout=600) as client:
+        started = time.monotonic()
+        response = await client.post(
+            "/imports",
+            content=chunks(path),
+            headers=headers | {"content-type": "application/fhir+ndjson"},
+            params={"source": "bench"},
+        )
+        if response.status_code != 202:
+            raise SystemExit(f"upload refused: {response.status_code} {response.text[:500]}")
+        location = response.headers["location"]
+        while True:
+            job = (await client.get(location, headers=headers)).json()
+            loads.append(os.getloadavg()[0])
+            if job["status"] in ("done", "failed"):
+                return job, time.monotonic() - started, loads
+            await asyncio.sleep(1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--households", type=int, default=100_000)
+    arguments = parser.parse_args()
+    (REPO / ".local").mkdir(exist_ok=True)
+    path = REPO / ".local" / "bench-registry-import.ndjson"
+    started = time.monotonic()
+    resources = write_file(arguments.households, path)
+    print(
+        f"generated {arguments.households:,} households as {resources:,} FHIR resources "
+        f"({path.stat().st_size / 2**20:.0f} MiB) in {time.monotonic() - started:.0f}s"
+    )
+    profile(path)
+    url = asyncio.run(migrated_test_database(server_url(), "registry", SERVICE_DIR, "importbench"))
+    api = start("api", url, "bench-registry-import-api.log", {})
+    worker = start(
+        "worker", url, "bench-registry-import-worker.log", {"REGISTRY_IMPORT_CHUNK_SIZE": "1000"}
+    )
+    try:
+        wait_for_api(api)
+        job, elapsed, loads = asyncio.run(run(path))
+    finally:
+        for child in (api, worker):
+            child.terminate()
+            child.wait(timeout=30)
+    rate = resources / elapsed
+    wired = importlib.util.find_spec("registry.duplicates") is not None
+    print(
+        f"registry FHIR NDJSON import, {arguments.households:,} households, {resources:,} "
+        f"resources, duplicate checks {'on' if wired else 'NOT WIRED (no registry.duplicates)'}: "
+        f"{elapsed:.0f} s job start to job done, "
+        f"{rate:,.0f} resources/s (bar: >= {BAR:,.0f}); job {job['status']}: created "
+        f"{job['created']}, updated {job['updated']}, rejected {job['rejected']}, flagged "
+        f"{job['flagged']}; load average during the run: mean {sum(loads) / len(loads):.1f}, "
+        f"max {max(loads):.1f} on {os.cpu_count()} cores"
+    )
+    return 0 if rate >= BAR and job["status"] == "done" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
