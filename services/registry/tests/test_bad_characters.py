@@ -111,6 +111,13 @@ QUERY_EXAMPLES = {
     "scheme": "national_id",
     "phone": "0712345678",
     "name": "Amina Otieno",
+    "format": "csv",
+    "source": "openimis",
+    "_lastUpdated": "gt2026-01-01",
+    "address-state": "KE-047",
+    "_page": "abc",
+    "_type": "Group",
+    "_since": "2026-01-01T00:00:00Z",
 }
 
 
@@ -125,7 +132,8 @@ async def test_every_text_input_refuses_bad_characters(
 ) -> None:
     app = create_registry_app(settings)
 
-    assert await sweep_failures(client, app, BODIES, QUERY_EXAMPLES, path=HOUSEHOLD) == []
+    paths = HOUSEHOLD | {"import_id": "01930000-0000-7000-8000-000000000003"}
+    assert await sweep_failures(client, app, BODIES, QUERY_EXAMPLES, path=paths) == []
     assert await row_count(database, Household.__table__) == 0
     assert await row_count(database, outbox) == 0
 

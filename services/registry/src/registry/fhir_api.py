@@ -152,8 +152,7 @@ def _after(token: str | None) -> tuple[datetime, UUID] | None:
 @router.get(
     "/Group",
     summary="Search households as FHIR Groups (searchset Bundle, paged)",
-    description="`_lastUpdated=gt2026-01-01T00:00:00Z` (gt, ge, lt, le, eq; repeatable for a "
-    "range), `address-state=KE-047` (a location code: that area and below), `_count` (1-200). "
+    description="`_lastUpdated=gt2026-01-01T00:00:00Z` (gt, ge, lt, le, eq), `address-state=KE-047` (a location code: that area and below), `_count` (1-200). "
     "Ordered by last update, so polling `gt` the last `meta.lastUpdated` seen gets each change "
     "once; follow the `next` link.",
     response_class=JSONResponse,
@@ -163,12 +162,12 @@ def _after(token: str | None) -> tuple[datetime, UUID] | None:
 async def search_groups(
     request: Request,
     session: SessionDep,
-    last_updated: Annotated[list[LastUpdated], Query(alias="_lastUpdated", max_length=2)] = [],  # noqa: B006
+    last_updated: Annotated[LastUpdated | None, Query(alias="_lastUpdated")] = None,
     address_state: Annotated[StateCode | None, Query(alias="address-state")] = None,
     count: Annotated[int, Query(alias="_count", ge=1, le=MAX_COUNT)] = 50,
     page: Annotated[PageToken | None, Query(alias="_page")] = None,
 ) -> JSONResponse:
-    search = _search(last_updated, address_state)
+    search = _search([last_updated] if last_updated else [], address_state)
     households = await fhir_service.search_groups(session, search, _after(page), count)
     more = len(households) > count
     households = households[:count]
