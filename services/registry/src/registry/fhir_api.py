@@ -152,7 +152,8 @@ def _after(token: str | None) -> tuple[datetime, UUID] | None:
 @router.get(
     "/Group",
     summary="Search households as FHIR Groups (searchset Bundle, paged)",
-    description="`_lastUpdated=gt2026-01-01T00:00:00Z` (gt, ge, lt, le, eq), `address-state=KE-047` (a location code: that area and below), `_count` (1-200). "
+    description="`_lastUpdated=gt2026-01-01T00:00:00Z` (gt, ge, lt, le, eq), "
+    "`address-state=KE-047` (a location code: that area and below), `_count` (1-200). "
     "Ordered by last update, so polling `gt` the last `meta.lastUpdated` seen gets each change "
     "once; follow the `next` link.",
     response_class=JSONResponse,
