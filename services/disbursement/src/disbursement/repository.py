@@ -578,20 +578,41 @@ async def get_webhook_message(
     return (await session.scalars(statement)).one_or_none()
 
 
-STORE_WEBHOOK_ANSWER = text(
+# Runs after the results are written (a later statement sees them), as the check of
+# open_payrolls_with_nothing_open does; that query, under lock, stays the one that decides.
+STORE_ANSWER_AND_FIND_RECONCILABLE = text(
     """
-UPDATE webhook_messages SET answer = CAST(:answer AS jsonb)
-WHERE provider_id = :provider_id AND webhook_id = :webhook_id
+WITH stored AS (
+  UPDATE webhook_messages SET answer = CAST(:answer AS jsonb)
+  WHERE provider_id = :provider_id AND webhook_id = :webhook_id
+)
+SELECT r.id FROM payrolls r
+WHERE r.id = ANY(CAST(:payroll_ids AS uuid[])) AND r.status = 'released'
+  AND NOT EXISTS (
+    SELECT 1 FROM payments p
+    WHERE p.payroll_id = r.id AND p.status = ANY(CAST(:open_statuses AS text[])))
+ORDER BY r.id
 """
 )
 
 
-async def store_webhook_answer(
-    session: AsyncSession, provider_id: UUID, webhook_id: str, answer_json: str
-) -> None:
-    """Keeps the answer (JSON text, as sent) for a replay of the same webhook id."""
-    parameters = {"provider_id": provider_id, "webhook_id": webhook_id, "answer": answer_json}
-    await session.execute(STORE_WEBHOOK_ANSWER, parameters)
+async def store_answer_and_find_reconcilable(
+    session: AsyncSession,
+    provider_id: UUID,
+    webhook_id: str,
+    answer_json: str,
+    payroll_ids: Sequence[UUID],
+) -> list[UUID]:
+    """Keeps the answer (JSON text, as sent) for a replay of the same webhook id; answers
+    which of `payroll_ids` are released with no pending or sent payment left."""
+    parameters = {
+        "provider_id": provider_id,
+        "webhook_id": webhook_id,
+        "answer": answer_json,
+        "payroll_ids": list(payroll_ids),
+        "open_statuses": OPEN_VALUES,
+    }
+    return list((await session.scalars(STORE_ANSWER_AND_FIND_RECONCILABLE, parameters)).all())
 
 
 # --- statements and exceptions ---------------------------------------------------------------

@@ -277,8 +277,10 @@ async def apply_results(
     source: ResultSource,
     source_id: str,
     now: datetime,
-) -> WebhookAnswer:
-    """Applies a provider's results in order (a payment named twice sees its first result)."""
+) -> tuple[WebhookAnswer, list[UUID]]:
+    """Applies a provider's results in order (a payment named twice sees its first result);
+    answers them, and the payrolls they touch, for the caller to reconcile once its own
+    writes are done."""
     rows = await repository.lock_payments_by_number(
         session, sorted({r.payment_number for r in results}), provider_id
     )
@@ -312,8 +314,7 @@ async def apply_results(
     events = [outbox_row(build_event(event)) for event in outcomes.events]
     await repository.write_outcomes(session, list(outcomes.changes.values()), events, now)
     await repository.add_exceptions(session, outcomes.exceptions)
-    await reconcile_if_complete(session, sorted({row.payroll_id for row in rows}), now)
-    return outcomes.answer()
+    return outcomes.answer(), sorted({row.payroll_id for row in rows})
 
 
 def _record_applied(
@@ -442,10 +443,17 @@ async def receive_webhook(
     )
     if not first:
         return await _replayed(session, provider_id, webhook_id, body_hash)
-    answer = await apply_results(session, provider_id, webhook.results, "webhook", webhook_id, now)
-    answer_json = answer.model_dump_json().encode()
-    await repository.store_webhook_answer(session, provider_id, webhook_id, answer_json.decode())
-    return WebhookReceipt(answer_json, replayed=False)
+    answer, payroll_ids = await apply_results(
+        session, provider_id, webhook.results, "webhook", webhook_id, now
+    )
+    answer_json = answer.model_dump_json()
+    # The answer is kept, and the payrolls that may now have nothing open are found, in one
+    # round trip; reconcile_if_complete checks them again under lock.
+    candidates = await repository.store_answer_and_find_reconcilable(
+        session, provider_id, webhook_id, answer_json, payroll_ids
+    )
+    await reconcile_if_complete(session, candidates, now)
+    return WebhookReceipt(answer_json.encode(), replayed=False)
 
 
 async def _replayed(
@@ -758,12 +766,15 @@ async def upload_statement(
         exceptions=0,
     )
     answers: list[ResultOutcome] = []
+    payroll_ids: set[UUID] = set()
     for start in range(0, len(parsed.results), MAX_RESULTS_PER_WEBHOOK):
         part = parsed.results[start : start + MAX_RESULTS_PER_WEBHOOK]
-        answer = await apply_results(
+        answer, touched = await apply_results(
             session, provider_id, part, "statement", str(statement.id), now
         )
         answers.extend(answer.results)
+        payroll_ids.update(touched)
+    await reconcile_if_complete(session, sorted(payroll_ids), now)
     outcomes = _Outcomes(answers, {}, [], [])
     statement.applied = outcomes.count("applied")
     statement.duplicates = outcomes.count("duplicate")
