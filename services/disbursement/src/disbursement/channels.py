@@ -15,6 +15,7 @@ import os
 import secrets
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from functools import lru_cache
 from typing import Literal
 from uuid import UUID
 
@@ -52,6 +53,15 @@ def unseal(key: bytes, provider_id: UUID, purpose: Purpose, sealed: bytes) -> st
     except InvalidTag as error:
         raise SealBroken("the sealed value does not open with this key") from error
     return plain.decode()
+
+
+@lru_cache(maxsize=1024)
+def unseal_cached(key: bytes, provider_id: UUID, purpose: Purpose, sealed: bytes) -> str:
+    """`unseal`, remembered: every webhook opens its provider's secrets, and a sealed value
+    opens to the same text for as long as it exists (a rotation seals a new one). Which
+    secrets verify is still read from the database each time; a value that does not open is
+    not remembered (the exception propagates)."""
+    return unseal(key, provider_id, purpose, sealed)
 
 
 def new_webhook_secret() -> str:

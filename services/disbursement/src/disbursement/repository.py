@@ -11,8 +11,6 @@ from uuid import UUID
 
 from sqlalchemy import (
     Row,
-    String,
-    and_,
     any_,
     bindparam,
     delete,
@@ -25,6 +23,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -49,18 +48,21 @@ OPEN_VALUES = sorted(status.value for status in OPEN)
 # --- payrolls --------------------------------------------------------------------------------
 
 
+INSERT_PAYROLL_IF_NEW = pg_insert(Payroll).on_conflict_do_nothing()
+LOCK_PAYROLL = (
+    select(Payroll)
+    .where(Payroll.id == bindparam("payroll_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
 async def insert_payroll_if_new(session: AsyncSession, values: dict[str, Any]) -> None:
-    await session.execute(pg_insert(Payroll).values(**values).on_conflict_do_nothing())
+    await session.execute(INSERT_PAYROLL_IF_NEW, values)
 
 
 async def lock_payroll(session: AsyncSession, payroll_id: UUID) -> Payroll | None:
-    statement = (
-        select(Payroll)
-        .where(Payroll.id == payroll_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return (await session.scalars(statement)).one_or_none()
+    return (await session.scalars(LOCK_PAYROLL, {"payroll_id": payroll_id})).one_or_none()
 
 
 async def get_payroll(session: AsyncSession, payroll_id: UUID) -> Payroll | None:
@@ -93,27 +95,29 @@ async def staged_chunk_hash(session: AsyncSession, payroll_id: UUID, index: int)
     )
 
 
+STAGED_TOTALS = select(
+    func.count(),
+    func.coalesce(func.sum(PayrollChunk.line_count), 0),
+    func.coalesce(func.sum(PayrollChunk.amount_minor), 0),
+).where(PayrollChunk.payroll_id == bindparam("payroll_id"))
+
+
 async def staged_totals(session: AsyncSession, payroll_id: UUID) -> tuple[int, int, int]:
     """(chunks, lines, amount) staged for the payroll."""
-    row = (
-        await session.execute(
-            select(
-                func.count(),
-                func.coalesce(func.sum(PayrollChunk.line_count), 0),
-                func.coalesce(func.sum(PayrollChunk.amount_minor), 0),
-            ).where(PayrollChunk.payroll_id == payroll_id)
-        )
-    ).one()
+    row = (await session.execute(STAGED_TOTALS, {"payroll_id": payroll_id})).one()
     return int(row[0]), int(row[1]), int(row[2])
 
 
 # The staged lines, expanded once (MATERIALIZED), numbered per provider in chunk and line order
 # and cut into batches of :batch_size (domain.compose_batches is the same rule); the batches
-# and then the payments are inserted from them in the same statement.
+# and then the payments are inserted from them in the same statement. Each line draws its
+# number's sequence value as a column: payment_number(nextval(...)) would not be inlined (a
+# volatile argument used more than once), and a SQL function called per row costs three times
+# as much.
 RELEASE = text(
     """
 WITH lines AS MATERIALIZED (
-  SELECT l.*, (row_number() OVER (
+  SELECT l.*, nextval('payment_number_seq') AS number_sequence, (row_number() OVER (
       PARTITION BY l.provider_id ORDER BY c.chunk_index, l.line_id) - 1) / :batch_size + 1
       AS batch_sequence
   FROM payroll_chunks c
@@ -138,7 +142,7 @@ INSERT INTO payments (
   recipient_phone, provider_id, mechanism, pay_point_id, account, currency, amount_minor,
   carried_over_payment_id, batch_id, status, status_changed_at, pay_by, fee_minor,
   created_at, version)
-SELECT uuid7(), payment_number(nextval('payment_number_seq')), :payroll_id, l.line_id,
+SELECT uuid7(), payment_number(l.number_sequence), :payroll_id, l.line_id,
   :programme_id, :cycle_id, l.household_id, l.household_number, l.location_code,
   (l.recipient->>'member_id')::uuid, l.recipient->>'given_name', l.recipient->>'family_name',
   l.recipient->>'sex', l.recipient->>'age_band', NULLIF(l.recipient->'identifier', 'null'),
@@ -172,20 +176,26 @@ async def release_payroll(
     await session.execute(delete(PayrollChunk).where(PayrollChunk.payroll_id == payroll.id))
 
 
+OPEN_PAYROLLS_WITH_NOTHING_OPEN = (
+    select(Payroll)
+    .where(
+        Payroll.id == any_(bindparam("payroll_ids", type_=ARRAY(PG_UUID(as_uuid=True)))),
+        Payroll.status == "released",
+        ~exists().where(Payment.payroll_id == Payroll.id, Payment.status.in_(OPEN_VALUES)),
+    )
+    .order_by(Payroll.id)
+    .with_for_update()
+)
+
+
 async def open_payrolls_with_nothing_open(
     session: AsyncSession, payroll_ids: Sequence[UUID]
 ) -> list[Payroll]:
     """Released payrolls among `payroll_ids` with no pending or sent payment left, locked."""
     if not payroll_ids:
         return []
-    still_open = exists().where(Payment.payroll_id == Payroll.id, Payment.status.in_(OPEN_VALUES))
-    statement = (
-        select(Payroll)
-        .where(Payroll.id.in_(payroll_ids), Payroll.status == "released", ~still_open)
-        .order_by(Payroll.id)
-        .with_for_update()
-    )
-    return list((await session.scalars(statement)).all())
+    parameters = {"payroll_ids": list(payroll_ids)}
+    return list((await session.scalars(OPEN_PAYROLLS_WITH_NOTHING_OPEN, parameters)).all())
 
 
 async def totals_by_status(
@@ -225,56 +235,59 @@ async def list_payrolls(
 
 # --- payments --------------------------------------------------------------------------------
 
-EVENT_COLUMNS = (
-    Payment.id,
-    Payment.number,
-    Payment.payroll_id,
-    Payment.payroll_line_id,
-    Payment.programme_id,
-    Payment.cycle_id,
-    Payment.household_id,
-    Payment.provider_id,
-    Payment.mechanism,
-    Payment.location_code,
-    Payment.recipient_sex,
-    Payment.recipient_age_band,
-    Payment.currency,
-    Payment.amount_minor,
-    Payment.status,
-    Payment.provider_reference,
-    Payment.reason_code,
-    Payment.fee_minor,
+# Plain SQL (no ORM result processing: a webhook of 5,000 results loads 5,000 rows). The
+# reporting provider's fee terms come along on every row (NULL when it is not known here).
+LOCK_PAYMENTS = text(
+    """
+SELECT p.id, p.number, p.payroll_id, p.payroll_line_id, p.programme_id, p.cycle_id,
+  p.household_id, p.provider_id, p.mechanism, p.location_code, p.recipient_sex,
+  p.recipient_age_band, p.currency, p.amount_minor, p.status, p.provider_reference,
+  p.reason_code, p.fee_minor, f.fee_fixed_minor, f.fee_basis_points, f.fee_currency
+FROM payments p LEFT JOIN providers f ON f.id = :provider_id
+WHERE p.number = ANY(CAST(:numbers AS text[]))
+ORDER BY p.number
+FOR UPDATE OF p
+"""
 )
 
 
-async def lock_payments_by_number(session: AsyncSession, numbers: Sequence[str]) -> list[Row[Any]]:
+async def lock_payments_by_number(
+    session: AsyncSession, numbers: Sequence[str], reporting_provider: UUID
+) -> list[Row[Any]]:
     """The payments with these numbers, locked in number order (so that two webhooks naming
-    the same payments never deadlock)."""
+    the same payments never deadlock), each with the reporting provider's fee terms
+    (`fee_fixed_minor`, `fee_basis_points`, `fee_currency`: None when the provider is not
+    known here), read in the same round trip."""
     if not numbers:
         return []
-    wanted = bindparam("numbers", list(numbers), type_=ARRAY(String))
-    statement = (
-        select(*EVENT_COLUMNS)
-        .where(Payment.number == any_(wanted))
-        .order_by(Payment.number)
-        .with_for_update()
-    )
-    result: Any = await session.execute(statement)
+    parameters = {"numbers": list(numbers), "provider_id": reporting_provider}
+    result: Any = await session.execute(LOCK_PAYMENTS, parameters)
     return list(result.all())
 
 
-SET_OUTCOMES = text(
+# The new outcomes and their events in one statement (one round trip per webhook): the UPDATE
+# runs as a data-modifying CTE, the events go to the outbox as its rows.
+WRITE_OUTCOMES = text(
     """
-UPDATE payments p SET status = u.status, provider_reference = u.provider_reference,
-  reason_code = u.reason_code, fee_minor = u.fee_minor,
-  settled_at = COALESCE(u.settled_at, p.settled_at), failed_at = COALESCE(u.failed_at, p.failed_at),
-  reversed_at = COALESCE(u.reversed_at, p.reversed_at), status_changed_at = :now,
-  version = p.version + 1
-FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:references AS text[]),
-            CAST(:reasons AS text[]), CAST(:fees AS bigint[]), CAST(:settled AS timestamptz[]),
-            CAST(:failed AS timestamptz[]), CAST(:reversed AS timestamptz[]))
-  AS u(id, status, provider_reference, reason_code, fee_minor, settled_at, failed_at, reversed_at)
-WHERE p.id = u.id
+WITH changed AS (
+  UPDATE payments p SET status = u.status, provider_reference = u.provider_reference,
+    reason_code = u.reason_code, fee_minor = u.fee_minor,
+    settled_at = COALESCE(u.settled_at, p.settled_at),
+    failed_at = COALESCE(u.failed_at, p.failed_at),
+    reversed_at = COALESCE(u.reversed_at, p.reversed_at), status_changed_at = :now,
+    version = p.version + 1
+  FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:references AS text[]),
+              CAST(:reasons AS text[]), CAST(:fees AS bigint[]),
+              CAST(:settled AS timestamptz[]), CAST(:failed AS timestamptz[]),
+              CAST(:reversed AS timestamptz[]))
+    AS u(id, status, provider_reference, reason_code, fee_minor, settled_at, failed_at,
+         reversed_at)
+  WHERE p.id = u.id
+)
+INSERT INTO outbox (event_id, topic, key, event_type, payload)
+SELECT * FROM unnest(CAST(:event_ids AS uuid[]), CAST(:topics AS text[]),
+                     CAST(:keys AS text[]), CAST(:event_types AS text[]),
+                     CAST(:payloads AS bytea[]))
 """
 )
 
@@ -289,16 +302,28 @@ OUTCOME_PARAMETERS = (
     ("failed", "failed"),
     ("reversed", "reversed"),
 )
+OUTBOX_PARAMETERS = (
+    ("event_id", "event_ids"),
+    ("topic", "topics"),
+    ("key", "keys"),
+    ("event_type", "event_types"),
+    ("payload", "payloads"),
+)
 
 
-async def set_outcomes(
-    session: AsyncSession, rows: Sequence[dict[str, Any]], now: datetime
+async def write_outcomes(
+    session: AsyncSession,
+    changes: Sequence[dict[str, Any]],
+    outbox_rows: Sequence[dict[str, Any]],
+    now: datetime,
 ) -> None:
-    if not rows:
+    """Writes each payment's new outcome (`changes` have the keys of OUTCOME_PARAMETERS) and
+    adds their events to the outbox (`amana_common.events.outbox_row` rows)."""
+    if not changes and not outbox_rows:
         return
-    """Writes each payment's new outcome; `rows` have the keys of OUTCOME_PARAMETERS."""
-    arrays = {parameter: [row[key] for row in rows] for key, parameter in OUTCOME_PARAMETERS}
-    await session.execute(SET_OUTCOMES, {**arrays, "now": now})
+    arrays = {parameter: [row[key] for row in changes] for key, parameter in OUTCOME_PARAMETERS}
+    events = {parameter: [row[key] for row in outbox_rows] for key, parameter in OUTBOX_PARAMETERS}
+    await session.execute(WRITE_OUTCOMES, {**arrays, **events, "now": now})
 
 
 async def add_exceptions(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -478,6 +503,23 @@ async def valid_webhook_secrets(
     return list((await session.scalars(statement)).all())
 
 
+SEALED_WEBHOOK_SECRETS = text(
+    """
+SELECT secret FROM webhook_secrets
+WHERE provider_id = :provider_id AND (expires_at IS NULL OR expires_at > :now)
+ORDER BY created_at DESC
+"""
+)
+
+
+async def sealed_webhook_secrets(
+    session: AsyncSession, provider_id: UUID, now: datetime
+) -> list[bytes]:
+    """The sealed secrets that verify now, newest first (no ORM objects: every webhook asks)."""
+    parameters = {"provider_id": provider_id, "now": now}
+    return list((await session.scalars(SEALED_WEBHOOK_SECRETS, parameters)).all())
+
+
 async def expire_current_secrets(
     session: AsyncSession, provider_id: UUID, expires_at: datetime
 ) -> None:
@@ -511,15 +553,19 @@ async def upsert_channel(session: AsyncSession, values: dict[str, Any]) -> None:
 # --- webhook messages ------------------------------------------------------------------------
 
 
+RECORD_WEBHOOK_MESSAGE = text(
+    """
+INSERT INTO webhook_messages (provider_id, webhook_id, body_sha256, received_at)
+VALUES (:provider_id, :webhook_id, :body_sha256, :received_at)
+ON CONFLICT DO NOTHING RETURNING webhook_id
+"""
+)
+
+
 async def record_webhook_message(session: AsyncSession, values: dict[str, Any]) -> bool:
     """Records a verified webhook id; False when it was seen before. A concurrent request with
     the same id waits here for the first one's transaction."""
-    recorded = await session.scalar(
-        pg_insert(WebhookMessage)
-        .values(**values)
-        .on_conflict_do_nothing()
-        .returning(WebhookMessage.webhook_id)
-    )
+    recorded = await session.scalar(RECORD_WEBHOOK_MESSAGE, values)
     return recorded is not None
 
 
@@ -532,16 +578,41 @@ async def get_webhook_message(
     return (await session.scalars(statement)).one_or_none()
 
 
-async def store_webhook_answer(
-    session: AsyncSession, provider_id: UUID, webhook_id: str, answer: dict[str, Any]
-) -> None:
-    await session.execute(
-        update(WebhookMessage)
-        .where(
-            and_(WebhookMessage.provider_id == provider_id, WebhookMessage.webhook_id == webhook_id)
-        )
-        .values(answer=answer)
-    )
+# Runs after the results are written (a later statement sees them), as the check of
+# open_payrolls_with_nothing_open does; that query, under lock, stays the one that decides.
+STORE_ANSWER_AND_FIND_RECONCILABLE = text(
+    """
+WITH stored AS (
+  UPDATE webhook_messages SET answer = CAST(:answer AS jsonb)
+  WHERE provider_id = :provider_id AND webhook_id = :webhook_id
+)
+SELECT r.id FROM payrolls r
+WHERE r.id = ANY(CAST(:payroll_ids AS uuid[])) AND r.status = 'released'
+  AND NOT EXISTS (
+    SELECT 1 FROM payments p
+    WHERE p.payroll_id = r.id AND p.status = ANY(CAST(:open_statuses AS text[])))
+ORDER BY r.id
+"""
+)
+
+
+async def store_answer_and_find_reconcilable(
+    session: AsyncSession,
+    provider_id: UUID,
+    webhook_id: str,
+    answer_json: str,
+    payroll_ids: Sequence[UUID],
+) -> list[UUID]:
+    """Keeps the answer (JSON text, as sent) for a replay of the same webhook id; answers
+    which of `payroll_ids` are released with no pending or sent payment left."""
+    parameters = {
+        "provider_id": provider_id,
+        "webhook_id": webhook_id,
+        "answer": answer_json,
+        "payroll_ids": list(payroll_ids),
+        "open_statuses": OPEN_VALUES,
+    }
+    return list((await session.scalars(STORE_ANSWER_AND_FIND_RECONCILABLE, parameters)).all())
 
 
 # --- statements and exceptions ---------------------------------------------------------------

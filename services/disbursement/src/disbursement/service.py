@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from uuid6 import uuid7
 
 from amana_common.errors import Problem
-from amana_common.events import add_to_outbox
+from amana_common.events import add_to_outbox, build_event, outbox_row
 from amana_contracts.base import EventData
 from amana_contracts.disbursement import (
     PaymentFailedV1,
@@ -262,11 +262,12 @@ class FeeModel:
         return domain.expected_fee(result.amount_minor, self.fixed_minor, self.basis_points)
 
 
-async def _fee_model(session: AsyncSession, provider_id: UUID) -> FeeModel | None:
-    provider = await repository.get_provider(session, provider_id)
-    if provider is None:
+def _fee_model(rows: Sequence[Row[Any]]) -> FeeModel | None:
+    """The reporting provider's fee terms, which every locked row carries (None: unknown)."""
+    if not rows or rows[0].fee_currency is None:
         return None
-    return FeeModel(provider.fee_fixed_minor, provider.fee_basis_points, provider.fee_currency)
+    first = rows[0]
+    return FeeModel(first.fee_fixed_minor, first.fee_basis_points, first.fee_currency)
 
 
 async def apply_results(
@@ -276,14 +277,16 @@ async def apply_results(
     source: ResultSource,
     source_id: str,
     now: datetime,
-) -> WebhookAnswer:
-    """Applies a provider's results in order (a payment named twice sees its first result)."""
+) -> tuple[WebhookAnswer, list[UUID]]:
+    """Applies a provider's results in order (a payment named twice sees its first result);
+    answers them, and the payrolls they touch, for the caller to reconcile once its own
+    writes are done."""
     rows = await repository.lock_payments_by_number(
-        session, sorted({r.payment_number for r in results})
+        session, sorted({r.payment_number for r in results}), provider_id
     )
     by_number = {row.number: row for row in rows}
     states = {row.number: _state(row) for row in rows}
-    fees = await _fee_model(session, provider_id)
+    fees = _fee_model(rows)
     outcomes = _Outcomes([], {}, [], [])
     for result in results:
         row = by_number.get(result.payment_number)
@@ -308,11 +311,10 @@ async def apply_results(
             outcomes.answers.append(
                 ResultOutcome(payment_number=result.payment_number, outcome="duplicate")
             )
-    await repository.set_outcomes(session, list(outcomes.changes.values()), now)
+    events = [outbox_row(build_event(event)) for event in outcomes.events]
+    await repository.write_outcomes(session, list(outcomes.changes.values()), events, now)
     await repository.add_exceptions(session, outcomes.exceptions)
-    await add_to_outbox(session, *outcomes.events)
-    await reconcile_if_complete(session, sorted({row.payroll_id for row in rows}), now)
-    return outcomes.answer()
+    return outcomes.answer(), sorted({row.payroll_id for row in rows})
 
 
 def _record_applied(
@@ -401,15 +403,15 @@ def _exception_row(
 
 @dataclass(frozen=True)
 class WebhookReceipt:
-    answer: dict[str, Any]
+    answer_json: bytes
     replayed: bool
 
 
 async def provider_webhook_secrets(
     session: AsyncSession, provider_id: UUID, key: bytes, now: datetime
 ) -> list[str]:
-    rows = await repository.valid_webhook_secrets(session, provider_id, now)
-    return [channels.unseal(key, provider_id, "webhook-secret", row.secret) for row in rows]
+    sealed = await repository.sealed_webhook_secrets(session, provider_id, now)
+    return [channels.unseal_cached(key, provider_id, "webhook-secret", value) for value in sealed]
 
 
 async def receive_webhook(
@@ -441,10 +443,17 @@ async def receive_webhook(
     )
     if not first:
         return await _replayed(session, provider_id, webhook_id, body_hash)
-    answer = await apply_results(session, provider_id, webhook.results, "webhook", webhook_id, now)
-    stored = answer.model_dump(mode="json")
-    await repository.store_webhook_answer(session, provider_id, webhook_id, stored)
-    return WebhookReceipt(stored, replayed=False)
+    answer, payroll_ids = await apply_results(
+        session, provider_id, webhook.results, "webhook", webhook_id, now
+    )
+    answer_json = answer.model_dump_json()
+    # The answer is kept, and the payrolls that may now have nothing open are found, in one
+    # round trip; reconcile_if_complete checks them again under lock.
+    candidates = await repository.store_answer_and_find_reconcilable(
+        session, provider_id, webhook_id, answer_json, payroll_ids
+    )
+    await reconcile_if_complete(session, candidates, now)
+    return WebhookReceipt(answer_json.encode(), replayed=False)
 
 
 async def _replayed(
@@ -454,7 +463,7 @@ async def _replayed(
     assert message is not None
     if message.body_sha256 != body_hash:
         raise Problem(409, "webhook-id-reused", "this webhook-id came before with another body")
-    return WebhookReceipt(message.answer or {}, replayed=True)
+    return WebhookReceipt(json.dumps(message.answer or {}).encode(), replayed=True)
 
 
 def parse_results_webhook(body: bytes) -> ResultsWebhook:
@@ -757,12 +766,15 @@ async def upload_statement(
         exceptions=0,
     )
     answers: list[ResultOutcome] = []
+    payroll_ids: set[UUID] = set()
     for start in range(0, len(parsed.results), MAX_RESULTS_PER_WEBHOOK):
         part = parsed.results[start : start + MAX_RESULTS_PER_WEBHOOK]
-        answer = await apply_results(
+        answer, touched = await apply_results(
             session, provider_id, part, "statement", str(statement.id), now
         )
         answers.extend(answer.results)
+        payroll_ids.update(touched)
+    await reconcile_if_complete(session, sorted(payroll_ids), now)
     outcomes = _Outcomes(answers, {}, [], [])
     statement.applied = outcomes.count("applied")
     statement.duplicates = outcomes.count("duplicate")
