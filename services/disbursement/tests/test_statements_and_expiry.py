@@ -5,6 +5,7 @@ from uuid import UUID
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from amana_common.db import Database
 from amana_common.testing.databases import outbox_events
@@ -174,3 +175,29 @@ async def test_open_payments_expire_after_their_window_and_the_payroll_reconcile
     )
     assert await job.expire_all_due() == 0
     assert datetime.now(UTC) > payments[0].pay_by
+
+
+async def test_a_payroll_whose_last_payments_closed_concurrently_is_reconciled_by_the_sweep(
+    client: httpx.AsyncClient, database: Database, settings: DisbursementSettings
+) -> None:
+    # Two transactions that close a payroll's last two payments at once each see the other's
+    # payment still open, so neither reconciles: the state they leave is what is set up here.
+    payroll_id, _ = await released(database, 2)
+    async with database.sessionmaker() as session, session.begin():
+        await session.execute(
+            text(
+                "UPDATE payments SET status = 'settled', provider_reference = 'REF-' || number, "
+                "status_changed_at = now() WHERE payroll_id = :payroll"
+            ),
+            {"payroll": payroll_id},
+        )
+    job = ExpiryJob(settings, database)
+
+    assert await job.reconcile_missed() == 1
+    assert await job.reconcile_missed() == 0
+
+    reconciled = [e for e in await outbox_events(database) if e.name == "PayrollReconciled"]
+    assert [e.subject for e in reconciled] == [str(payroll_id)]
+    assert (await client.get(f"/reconciliation/{payroll_id}")).json()["payroll"]["status"] == (
+        "reconciled"
+    )

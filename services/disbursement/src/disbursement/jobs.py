@@ -1,5 +1,6 @@
 """Scheduled work of the worker: payments still open after their payment window expire
-(PaymentFailed, outcome `expired`), so nothing stays pending forever."""
+(PaymentFailed, outcome `expired`), so nothing stays pending forever; and payrolls whose last
+payments closed concurrently are reconciled, so no PayrollReconciled is ever missed."""
 
 from __future__ import annotations
 
@@ -23,10 +24,17 @@ class ExpiryJob:
         while not stop.is_set():
             try:
                 await self.expire_all_due()
+                await self.reconcile_missed()
             except Exception as error:  # the database is down: the next round retries
                 log.warning("expiry failed, retrying: %r", error)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.expiry_interval_s)
+
+    async def reconcile_missed(self) -> int:
+        async with self.database.sessionmaker() as session, session.begin():
+            return await service.reconcile_missed(
+                session, service.now_utc(), self.settings.expiry_batch_size
+            )
 
     async def expire_all_due(self) -> int:
         """Expires every due payment, in transactions of `expiry_batch_size`."""

@@ -198,6 +198,21 @@ async def open_payrolls_with_nothing_open(
     return list((await session.scalars(OPEN_PAYROLLS_WITH_NOTHING_OPEN, parameters)).all())
 
 
+async def released_payrolls_with_nothing_open(session: AsyncSession, limit: int) -> list[UUID]:
+    """Released payrolls with no pending or sent payment left (not locked: the caller checks
+    again under lock)."""
+    statement = (
+        select(Payroll.id)
+        .where(
+            Payroll.status == "released",
+            ~exists().where(Payment.payroll_id == Payroll.id, Payment.status.in_(OPEN_VALUES)),
+        )
+        .order_by(Payroll.id)
+        .limit(limit)
+    )
+    return list((await session.scalars(statement)).all())
+
+
 async def totals_by_status(
     session: AsyncSession, payroll_id: UUID
 ) -> list[tuple[str, int, int, int]]:

@@ -565,6 +565,15 @@ async def reconcile_if_complete(
         await add_to_outbox(session, _reconciled_event(result, now))
 
 
+async def reconcile_missed(session: AsyncSession, now: datetime, limit: int) -> int:
+    """Reconciles released payrolls that have nothing open but were not reconciled when their
+    last payment closed. Two transactions closing a payroll's last two payments at once each
+    see the other's payment still open, so neither reconciles; this sweep catches that."""
+    candidates = await repository.released_payrolls_with_nothing_open(session, limit)
+    await reconcile_if_complete(session, candidates, now)
+    return len(candidates)
+
+
 def _reconciled_event(result: PayrollReconciliation, now: datetime) -> PayrollReconciledV1:
     payroll, reconciliation = result.payroll, result.reconciliation
     return PayrollReconciledV1(
