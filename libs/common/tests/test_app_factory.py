@@ -45,6 +45,16 @@ async def create_payment(payment: Payment) -> Payment:
     return payment
 
 
+@router.get("/payments/{payment_id}")
+async def read_payment(payment_id: int) -> None:
+    return None
+
+
+@router.patch("/payments/{payment_id}")
+async def change_payment(payment_id: int) -> None:
+    return None
+
+
 @router.get("/context")
 async def context() -> dict[str, str | None]:
     return {"request_id": request_id_var.get(), "traceparent": current_traceparent()}
@@ -134,6 +144,15 @@ async def test_unknown_route_and_wrong_method_are_problems(client: httpx.AsyncCl
     response = await client.delete("/payments")
     assert_problem(response, 405, "method-not-allowed")
     assert response.headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize("method", ["DELETE", "PUT", "OPTIONS"])
+async def test_allow_names_every_method_of_the_path(client: httpx.AsyncClient, method: str) -> None:
+    """Two routes serve /payments/{id}: Starlette's 405 named only the first one's methods."""
+    response = await client.request(method, "/payments/7")
+
+    assert_problem(response, 405, "method-not-allowed")
+    assert response.headers["allow"] == "GET, PATCH"
 
 
 async def test_a_valid_request_id_is_echoed(client: httpx.AsyncClient) -> None:

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from amana_common.db import sqlstate
@@ -67,6 +68,24 @@ def _title(slug: str) -> str:
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: problem_doc(_title(_TITLES[status])) for status in (400, 401, 403, 404, 413, 422)
 }
+
+
+_PRECONDITION_HEADERS: dict[str, str] = {}
+
+
+def require_precondition_header(name: str, detail: str) -> None:
+    """A request without the (required) header `name` is 428 Precondition Required (RFC 6585)
+    with `detail`, not a 422: the client must make its request conditional."""
+    _PRECONDITION_HEADERS[name.lower()] = detail
+
+
+def _missing_precondition(error: RequestValidationError) -> str | None:
+    for item in error.errors():
+        location = [str(part).lower() for part in item.get("loc", ())]
+        missing_header = item.get("type") == "missing" and location[:1] == ["header"]
+        if missing_header and len(location) == 2 and location[1] in _PRECONDITION_HEADERS:
+            return _PRECONDITION_HEADERS[location[1]]
+    return None
 
 
 class Problem(Exception):
@@ -164,6 +183,23 @@ class UnexpectedErrorMiddleware:
             await response(scope, receive, send)
 
 
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route of `app` serves at the request's path. Starlette's 405 names
+    only the methods of the first route matching the path, though a path often has several
+    (`GET` and `POST /households`), and RFC 9110 15.5.6 asks for all of them in `Allow`."""
+    return [
+        method
+        for method in HTTP_METHODS
+        if any(
+            route.matches({**scope, "method": method})[0] == Match.FULL
+            for route in app.router.routes
+        )
+    ]
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
@@ -179,6 +215,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
+        if (missing := _missing_precondition(exc)) is not None:
+            return problem_response(
+                428, "precondition-required", missing, instance=request.url.path
+            )
         errors = validation_errors(exc)
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         if any(item.get("type") == "json_invalid" for item in exc.errors()):
@@ -196,12 +236,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         slug = _TITLES.get(exc.status_code, "error")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.scope))
         return problem_response(
-            exc.status_code,
-            slug,
-            str(exc.detail),
-            headers=getattr(exc, "headers", None),
-            instance=request.url.path,
+            exc.status_code, slug, str(exc.detail), headers=headers, instance=request.url.path
         )
 
     async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
