@@ -16,6 +16,7 @@ from amana_common.validation import (
     Name,
     Omittable,
     Phone,
+    RequestBody,
     Text,
     UniqueList,
 )
@@ -42,19 +43,13 @@ MAX_PAY_POINT_LOCATIONS = 20
 MAX_FIXED_FEE_MINOR = 10**12
 
 
-class Strict(BaseModel):
-    """Request bodies refuse unknown fields: a misspelt field must not be silently dropped."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class ContactIn(Strict):
+class ContactIn(RequestBody):
     name: Name
     email: Email | None = None
     phone: Phone | None = Field(default=None, description="E.164 phone number")
 
 
-class FeeIn(Strict):
+class FeeIn(RequestBody):
     """Fixed + percentage fee per payment, for cost reporting."""
 
     currency: CurrencyCode = Field(description="ISO 4217; one of the provider's currencies")
@@ -62,7 +57,32 @@ class FeeIn(Strict):
     basis_points: int = Field(default=0, ge=0, le=10_000, description="1/100 of a percent")
 
 
-class FileProfileIn(Strict):
+def _only_when(
+    field: str, value: str, present: dict[str, str] | None = None, *, absent: str
+) -> dict[str, Any]:
+    """JSON Schema: when `field` is `value`, the `present` fields are given (with their JSON
+    type) and `absent` is left out or null."""
+    present = present or {}
+    return {
+        "properties": {
+            field: {"const": value},
+            absent: {"type": "null"},
+            **{name: {"type": kind} for name, kind in present.items()},
+        },
+        "required": [field, *present],
+    }
+
+
+class FileProfileIn(RequestBody):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"format": {"const": "csv"}}},
+                _only_when("format", "iso20022_pain001", absent="delimiter"),
+            ]
+        }
+    )
+
     format: FileFormat
     delimiter: CsvDelimiter | None = Field(
         default=None, validate_default=True, description='csv only; "," when left out'
@@ -79,9 +99,18 @@ class FileProfileIn(Strict):
         return None
 
 
-class DeliveryIn(Strict):
+class DeliveryIn(RequestBody):
     """`{"mode": "api", "base_url": "https://..."}` or `{"mode": "file", "file_profile": {...}}`.
     A base URL must be https on an allowlisted host, without credentials, query or fragment."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                _only_when("mode", "api", {"base_url": "string"}, absent="file_profile"),
+                _only_when("mode", "file", {"file_profile": "object"}, absent="base_url"),
+            ]
+        }
+    )
 
     mode: DeliveryMode
     base_url: BaseUrl | None = Field(default=None, validate_default=True)
@@ -112,7 +141,7 @@ ServiceAreas = Annotated[
 ]
 
 
-class ProviderIn(Strict):
+class ProviderIn(RequestBody):
     code: Code = Field(description="Unique, upper-case: e.g. MPESA-KE")
     legal_name: Name
     country: CountryCode = Field(description="ISO 3166-1 alpha-2")
@@ -124,7 +153,7 @@ class ProviderIn(Strict):
     delivery: DeliveryIn
 
 
-class ProviderPatch(Strict):
+class ProviderPatch(RequestBody):
     """The fields to change; a list or object given replaces the whole value. `code` and
     status cannot be changed here (status: suspend / reactivate)."""
 
@@ -138,7 +167,7 @@ class ProviderPatch(Strict):
     delivery: Omittable[DeliveryIn] = None
 
 
-class ReasonIn(Strict):
+class ReasonIn(RequestBody):
     reason: Reason
 
 
@@ -172,7 +201,7 @@ class StatusChangeOut(BaseModel):
     changed_at: datetime
 
 
-class GpsIn(Strict):
+class GpsIn(RequestBody):
     latitude: float = Field(ge=-90, le=90)
     longitude: float = Field(ge=-180, le=180)
 
@@ -189,7 +218,7 @@ OpeningDays = Annotated[UniqueList[Weekday], Field(min_length=1, max_length=7)]
 Capacity = Annotated[int, Field(ge=1, le=1_000_000, description="Beneficiaries paid per day")]
 
 
-class PayPointIn(Strict):
+class PayPointIn(RequestBody):
     code: Code = Field(description="Unique within the provider")
     name: Name
     location_codes: Locations
@@ -199,7 +228,7 @@ class PayPointIn(Strict):
     status: PayPointStatus = "active"
 
 
-class PayPointPatch(Strict):
+class PayPointPatch(RequestBody):
     """The fields to change; `code` cannot be changed."""
 
     name: Omittable[Name] = None

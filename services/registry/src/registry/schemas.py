@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from amana_common.validation import CurrencyCode, Text
+from amana_common.validation import CurrencyCode, Date, Id, RequestBody, Text
 from amana_contracts.provider import Mechanism
 from amana_contracts.registry import (
     AccountKind,
@@ -44,10 +44,8 @@ OperatorStatus = Literal["active", "suspended", "exited"]
 Attributes = Annotated[dict[RawCode, AttributeValue], Field(max_length=MAX_ATTRIBUTES)]
 
 
-class Strict(BaseModel):
-    """Request bodies refuse unknown fields: a misspelt field must not be silently dropped."""
-
-    model_config = ConfigDict(extra="forbid")
+class Strict(RequestBody):
+    """Request bodies refuse unknown fields and take JSON types as they are (RequestBody)."""
 
 
 class GpsIn(Strict):
@@ -67,7 +65,7 @@ class MemberIn(Strict):
     given_name: RawName
     family_name: RawName
     sex: Sex
-    date_of_birth: date
+    date_of_birth: Date
     relationship: Relationship = Field(description="'head' marks the head of household")
     disability: bool = False
     phone: RawPhone | None = Field(
@@ -107,12 +105,12 @@ class AccountIn(Strict):
 
 
 class PaymentPreferenceIn(Strict):
-    provider_id: UUID
+    provider_id: Id
     mechanism: Mechanism
     currency: CurrencyCode | None = Field(
         default=None, description="ISO 4217; the registry's default currency when left out"
     )
-    pay_point_id: UUID | None = Field(default=None, description="cash_pay_point only")
+    pay_point_id: Id | None = Field(default=None, description="cash_pay_point only")
     account: AccountIn | None = Field(default=None, description="every mechanism but cash")
 
 
@@ -155,7 +153,7 @@ class MemberPatch(Strict):
     given_name: RawName | None = None
     family_name: RawName | None = None
     sex: Sex | None = None
-    date_of_birth: date | None = None
+    date_of_birth: Date | None = None
     relationship: Relationship | None = None
     former_head_relationship: Relationship | None = None
     disability: bool | None = None
