@@ -239,3 +239,17 @@ async def test_metrics_count_requests_by_route_template_and_status(
     assert requests_total(after, "/settled", 409) == requests_total(before, "/settled", 409) + 2
     assert requests_total(after, "unmatched", 404) == requests_total(before, "unmatched", 404) + 1
     assert "/no/such/route/123" not in after
+
+
+async def test_every_operation_documents_the_problems_the_shared_machinery_answers(
+    client: httpx.AsyncClient,
+) -> None:
+    document = (await client.get("/openapi.json")).json()
+
+    create = document["paths"]["/payments"]["post"]["responses"]
+    read = document["paths"]["/payments/{payment_id}"]["get"]["responses"]
+    assert {"400", "413", "415", "422"} <= set(create)
+    assert {"400", "422"} <= set(read) and "415" not in read
+    problem = create["415"]["content"][PROBLEM_JSON]["schema"]["$ref"]
+    assert problem == "#/components/schemas/ProblemDetails"
+    assert "ProblemDetails" in document["components"]["schemas"]

@@ -18,6 +18,7 @@ from amana_common.auth import TokenVerifier, public
 from amana_common.db import service_database
 from amana_common.errors import (
     UnexpectedErrorMiddleware,
+    document_shared_problems,
     install_problem_handlers,
     problem_response,
 )
@@ -78,6 +79,7 @@ def create_app(
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
     install_problem_handlers(app)
+    _document_shared_problems(app)
     if limit_bodies:
         app.add_middleware(
             BodySizeLimitMiddleware,
@@ -93,6 +95,17 @@ def create_app(
     for router in routers:
         app.include_router(router)
     return app
+
+
+def _document_shared_problems(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_shared_problems(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def health_router(uses_database: bool, readiness: ReadinessCheck | None) -> APIRouter:

@@ -70,6 +70,43 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+HTTP_OPERATIONS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def document_shared_problems(document: dict[str, Any]) -> dict[str, Any]:
+    """Documents, on every operation of an OpenAPI document, the problems the shared machinery
+    answers whatever the route: 400 (malformed request), 401 and 403 (a secured operation), 413,
+    415 and 422 (a request body), 422 (parameters). A route need not list them itself."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("ProblemDetails", ProblemDetails.model_json_schema())
+    for item in document.get("paths", {}).values():
+        for method, operation in item.items():
+            if method in HTTP_OPERATIONS:
+                _document_problems(operation)
+    return document
+
+
+def _document_problems(operation: dict[str, Any]) -> None:
+    statuses = [400]
+    if operation.get("security"):
+        statuses += [401, 403]
+    if "requestBody" in operation:
+        statuses += [413, 415, 422]
+    if operation.get("parameters"):
+        statuses += [422]
+    responses = operation.setdefault("responses", {})
+    for status in statuses:
+        responses.setdefault(
+            str(status),
+            {
+                "description": _title(_TITLES[status]),
+                "content": {
+                    PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}
+                },
+            },
+        )
+
+
 _PRECONDITION_HEADERS: dict[str, str] = {}
 
 
