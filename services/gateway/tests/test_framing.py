@@ -6,6 +6,7 @@ it was, got `400 Invalid HTTP request received`.
 """
 
 import asyncio
+from uuid import uuid4
 
 import pytest
 
@@ -75,3 +76,22 @@ async def test_a_body_shorter_than_its_declared_length_is_refused(
     assert exact.status_code == 200, exact.text
     assert exact.json()["headers"]["content-length"] == "5"
     assert recorder.requests == [{"path": "/echo/y", "size": 5}]
+
+
+async def test_a_body_on_a_method_the_path_does_not_serve_is_405_with_allow(
+    upstreams: dict[str, str],
+) -> None:
+    """405 tells more than 400: no body would make OPTIONS /registry/households/{id} work."""
+    app = create_gateway_app(gateway_settings(upstreams))
+    async with app.router.lifespan_context(app), client_of(app) as client:
+        auth = await token(client, "registrar-1", "s3cret!")
+        unserved = await client.request(
+            "OPTIONS", f"/registry/households/{uuid4()}", headers=auth, content=b"hello"
+        )
+        served = await client.request("GET", "/registry/households", headers=auth, content=b"hello")
+
+    assert unserved.status_code == 405, unserved.text
+    assert unserved.headers["content-type"] == PROBLEM
+    assert unserved.headers["allow"] == "GET"
+    assert served.status_code == 400, served.text
+    assert served.json()["type"].endswith("/body-not-allowed")

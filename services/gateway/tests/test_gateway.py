@@ -1,10 +1,14 @@
 import hashlib
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from urllib.parse import quote
 
 import httpx
 
 from amana_common.auth import Role, issue_token
+from gateway.paths import ambiguity
+from gateway.service import PATH_SEGMENT_PATTERN, _as_the_gateway_answers
 
 from .conftest import Recorder, gateway_client, gateway_settings
 
@@ -255,6 +259,42 @@ async def test_one_openapi_document_for_every_service(gateway: httpx.AsyncClient
     assert "cdn" not in docs.text.lower(), "the docs must work without internet access"
     bundle = await gateway.get("/docs/assets/swagger-ui-bundle.js")
     assert bundle.status_code == 200 and len(bundle.content) > 100_000
+
+
+async def test_the_merged_document_says_what_the_gateway_itself_answers(
+    gateway: httpx.AsyncClient,
+) -> None:
+    document = (await gateway.get("/openapi.json")).json()
+
+    read = document["paths"]["/registry/households/{household_id}"]["get"]
+    assert {"400", "429", "502", "504"} <= set(read["responses"])
+    problem = read["responses"]["429"]["content"][PROBLEM]["schema"]["$ref"]
+    assert problem.rsplit("/", 1)[-1] in document["components"]["schemas"]
+    token_body = document["paths"]["/auth/token"]["post"]["requestBody"]["content"]
+    assert set(token_body) == {"application/x-www-form-urlencoded", "application/json"}
+
+
+def test_free_text_path_parameters_document_what_the_gateway_lets_through() -> None:
+    item = {
+        "get": {
+            "parameters": [
+                {"name": "number", "in": "path", "schema": {"type": "string"}},
+                {"name": "id", "in": "path", "schema": {"type": "string", "format": "uuid"}},
+            ],
+            "responses": {},
+        }
+    }
+
+    number, identifier = _as_the_gateway_answers(item)["get"]["parameters"]
+
+    assert number["schema"]["pattern"] == PATH_SEGMENT_PATTERN
+    assert "pattern" not in identifier["schema"]
+    for segment in ["P-1", ".a", "...", "é"]:
+        assert re.fullmatch(PATH_SEGMENT_PATTERN, segment)
+    for segment in [".", "..", "", "a/b", "a\\b", "a\x01"]:
+        assert not re.fullmatch(PATH_SEGMENT_PATTERN, segment)
+        raw = f"/x/{quote(segment, safe='.')}/y".encode()
+        assert ambiguity(raw, f"/x/{segment}/y"), "what the pattern refuses, the gateway does"
 
 
 async def test_readiness_aggregates_the_upstreams(

@@ -22,10 +22,18 @@ from amana_common.auth import (
     bearer_scheme,
     public,
 )
-from amana_common.errors import PROBLEM_RESPONSES, Problem
+from amana_common.errors import PROBLEM_RESPONSES, Problem, problem_doc
 from gateway import service
 from gateway.addresses import client_address
-from gateway.proxy import BodyRefused, UpstreamProxy, bounded, declared_length, too_large
+from gateway.proxy import (
+    METHODS_WITHOUT_BODY,
+    BodyRefused,
+    UpstreamProxy,
+    bounded,
+    carries_body,
+    declared_length,
+    too_large,
+)
 from gateway.ratelimit import InFlightLimiter, RateLimiter
 from gateway.schemas import TokenResponse
 from gateway.settings import GatewaySettings, Route
@@ -33,6 +41,15 @@ from gateway.settings import GatewaySettings, Route
 DOCS_ASSETS = "/docs/assets"
 PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 TOKEN_REQUEST_MAX_BYTES = 4096  # a client id and secret, form- or JSON-encoded
+TOKEN_REQUEST = {
+    "type": "object",
+    "properties": {
+        "grant_type": {"type": "string", "enum": ["client_credentials"]},
+        "client_id": {"type": "string"},
+        "client_secret": {"type": "string"},
+    },
+    "required": ["grant_type"],
+}
 
 
 def rate_limit(request: Request, client: str) -> None:
@@ -84,7 +101,7 @@ def token_router() -> APIRouter:
     router = APIRouter(
         tags=["authentication"],
         dependencies=[public("clients obtain their token here")],
-        responses=PROBLEM_RESPONSES,
+        responses={**PROBLEM_RESPONSES, 429: problem_doc("Rate limited: see Retry-After")},
     )
 
     @router.post(
@@ -95,6 +112,15 @@ def token_router() -> APIRouter:
         "with the same fields, or HTTP Basic with the client id and secret; at most 4 KiB. "
         "Served only with GATEWAY_DEV_TOKEN_ENDPOINT=true, never in production, where tokens "
         "come from the identity provider.",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {"schema": TOKEN_REQUEST},
+                    "application/json": {"schema": TOKEN_REQUEST},
+                },
+            }
+        },
     )
     async def token(request: Request) -> TokenResponse:
         rate_limit(request, f"ip:{caller_address(request)}")
@@ -171,8 +197,25 @@ def proxy_router(settings: GatewaySettings) -> APIRouter:
     return router
 
 
+async def refuse_unserved_method(request: Request) -> None:
+    """A GET, HEAD or OPTIONS with a body is refused (400, proxy.py), unless no service serves
+    that method at that path at all: then 405 with `Allow`, as the service itself would say."""
+    merger: service.OpenApiMerger = request.app.state.openapi_merger
+    document = await merger.document(request.app.openapi())
+    allowed = service.documented_methods(document, request.scope["path"])
+    if allowed is not None and request.method not in allowed:
+        raise Problem(
+            405,
+            "method-not-allowed",
+            f"{request.method} is not served at this path",
+            headers={"Allow": ", ".join(allowed)},
+        )
+
+
 def _proxy_endpoint(route: Route) -> Any:
     async def forward(request: Request) -> Response:
+        if request.method in METHODS_WITHOUT_BODY and carries_body(request):
+            await refuse_unserved_method(request)
         in_flight: InFlightLimiter = request.app.state.in_flight
         leave = in_flight.enter(request.state.client_key)
         if leave is None:

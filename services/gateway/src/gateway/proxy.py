@@ -142,9 +142,8 @@ class UpstreamProxy:
     ) -> tuple[AsyncIterator[bytes] | None, list[tuple[str, str]]]:
         """The body to stream on and the framing header that announces it, if any."""
         declared = declared_length(request)
-        chunked = "transfer-encoding" in request.headers
         if request.method in METHODS_WITHOUT_BODY:
-            if chunked or declared:
+            if carries_body(request):
                 raise Problem(
                     400, "body-not-allowed", f"a {request.method} request carries no body"
                 )
@@ -159,6 +158,10 @@ class UpstreamProxy:
         # With a length the upstream gets exactly that many bytes (bounded() checks); without
         # one aiohttp sends the body chunked.
         return body, [] if declared is None else [("content-length", str(declared))]
+
+
+def carries_body(request: Request) -> bool:
+    return "transfer-encoding" in request.headers or bool(declared_length(request))
 
 
 def declared_length(request: Request) -> int | None:

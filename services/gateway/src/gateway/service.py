@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import json
+import re
 import time
 from datetime import timedelta
 from typing import Any
@@ -14,12 +15,23 @@ from urllib.parse import parse_qs
 import httpx
 
 from amana_common.auth import Role, issue_token
-from amana_common.errors import Problem
+from amana_common.errors import HTTP_OPERATIONS, PROBLEM_JSON, Problem, ProblemDetails
 from gateway.schemas import TokenResponse
 from gateway.secrets import hash_secret, secret_matches
 from gateway.settings import DEV_PROVIDER_ID, ClientCredentials, GatewaySettings, Route
 
 OPERATIONS_PATHS = {"/healthz", "/readyz", "/metrics"}
+GATEWAY_PROBLEMS = {
+    "400": "Bad request: an ambiguous path, or a body on GET, HEAD or OPTIONS",
+    "429": "Rate limited: too many requests, or too many at once; see Retry-After",
+    "502": "Bad gateway: the service could not be reached",
+    "504": "Gateway timeout: the service did not answer in time",
+}
+# A path parameter the gateway passes on: no / or \, no control character, not "." or "..",
+# not empty (paths.py refuses the rest before routing).
+_CHARACTER = r"[^/\\\u0000-\u001f\u007f]"
+_NOT_DOT = r"[^./\\\u0000-\u001f\u007f]"
+PATH_SEGMENT_PATTERN = rf"^(?:{_NOT_DOT}{_CHARACTER}*|\.{_NOT_DOT}{_CHARACTER}*|\.\.{_CHARACTER}+)$"
 OPENAPI_CACHE_S = 30.0
 UPSTREAM_CHECK_TIMEOUT_S = 3.0
 DEV_SECRET_ITERATIONS = 1_000  # development secrets are published in the README anyway
@@ -167,7 +179,10 @@ class OpenApiMerger:
             },
             "paths": paths,
             "components": {
-                "schemas": dict(own.get("components", {}).get("schemas", {})),
+                "schemas": {
+                    "ProblemDetails": ProblemDetails.model_json_schema(),
+                    **own.get("components", {}).get("schemas", {}),
+                },
                 "securitySchemes": {
                     "HTTPBearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
                 },
@@ -180,11 +195,46 @@ def _merge(merged: dict[str, Any], route: Route, doc: dict[str, Any]) -> None:
         if path in OPERATIONS_PATHS or not path.startswith(route.upstream_prefix):
             continue
         public_path = route.prefix + path[len(route.upstream_prefix) :]
-        merged["paths"][public_path] = _namespaced(item, route.service)
+        merged["paths"][public_path] = _as_the_gateway_answers(_namespaced(item, route.service))
     for name, schema in doc.get("components", {}).get("schemas", {}).items():
         merged["components"]["schemas"][f"{route.service}.{name}"] = _namespaced(
             schema, route.service
         )
+
+
+def _as_the_gateway_answers(item: dict[str, Any]) -> dict[str, Any]:
+    """A service's path item as the gateway serves it: its operations may also be answered by
+    the gateway itself (400, 429, 502, 504), and a path parameter holds what the gateway lets
+    through (paths.py)."""
+    for method, operation in item.items():
+        if method not in HTTP_OPERATIONS:
+            continue
+        responses = operation.setdefault("responses", {})
+        for status, description in GATEWAY_PROBLEMS.items():
+            responses.setdefault(status, _problem_response(description))
+        for parameter in [*item.get("parameters", []), *operation.get("parameters", [])]:
+            schema = parameter.get("schema", {})
+            if parameter.get("in") == "path" and _free_text(schema):
+                schema["pattern"] = PATH_SEGMENT_PATTERN
+    return item
+
+
+def _free_text(schema: dict[str, Any]) -> bool:
+    return schema.get("type") == "string" and not {"pattern", "format", "enum"} & set(schema)
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    schema = {"$ref": "#/components/schemas/ProblemDetails"}
+    return {"description": description, "content": {PROBLEM_JSON: {"schema": schema}}}
+
+
+def documented_methods(document: dict[str, Any], path: str) -> list[str] | None:
+    """The methods `document` lists for the path template `path` matches, or None when no
+    documented path matches it."""
+    for template, item in document.get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\{[^}/]+\\}", "[^/]+", re.escape(template)), path):
+            return sorted(method.upper() for method in item if method in HTTP_OPERATIONS)
+    return None
 
 
 def _namespaced(node: Any, service: str) -> Any:
