@@ -11,5 +11,5 @@ CONTRACT = Contract(
         "rate_limit_per_s": 100_000,
         "rate_limit_burst": 100_000,
         "dev_token_endpoint": True,
-    }
+    },
 )
