@@ -90,3 +90,13 @@ async def test_the_tags_reach_the_route(client: httpx.AsyncClient) -> None:
     response = await client.patch("/things/1", headers={HEADER: '"2", W/"3"'})
 
     assert response.json() == {"tags": ["2"]}
+
+
+async def test_a_change_without_if_match_and_with_other_errors_is_422_naming_them(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.patch("/things/not-a-number")
+
+    assert response.status_code == 422, response.text
+    fields = {error["field"] for error in response.json()["errors"]}
+    assert fields == {"thing_id", HEADER}

@@ -7,11 +7,14 @@ from amana_common.validation import (
     ISO_4217,
     CountryCode,
     CurrencyCode,
+    Date,
     Email,
     LocationCode,
     Name,
     Omittable,
+    RequestBody,
     Text,
+    Timestamp,
     UniqueList,
 )
 
@@ -128,3 +131,44 @@ def test_the_json_schema_accepts_exactly_what_the_validation_accepts(
     except ValidationError:
         accepted = False
     assert documented == accepted
+
+
+class Dated(RequestBody):
+    day: Date | None = None
+    at: Timestamp | None = None
+    tags: dict[Annotated[str, Text(min_length=1, max_length=8)], int] = {}
+
+
+@pytest.mark.parametrize(
+    ("values", "accepted"),
+    [
+        ({"day": "2024-03-02"}, True),
+        ({"day": "0"}, False),  # lax pydantic: the Unix epoch
+        ({"day": 0}, False),
+        ({"day": "20240302"}, False),
+        ({"at": "2024-03-02T10:00:00Z"}, True),
+        ({"at": "2024-03-02T10:00:00.5+03:00"}, True),
+        ({"at": "1700000000"}, False),
+        ({"at": "2024-03-02T10:00:00"}, False),  # no offset
+    ],
+)
+def test_dates_and_times_are_the_rfc_3339_forms_the_schema_names(
+    values: dict[str, object], accepted: bool
+) -> None:
+    try:
+        Dated.model_validate(values)
+    except ValidationError:
+        assert not accepted
+    else:
+        assert accepted
+
+
+def test_request_bodies_are_strict_json_and_document_their_dict_keys() -> None:
+    assert Dated.model_validate({"tags": {"a": 2.0}}).tags == {"a": 2}  # JSON's 2.0 is 2
+    for bad in [{"tags": {"a": "2"}}, {"tags": {"a": True}}, {"tags": {"a\x01": 1}}]:
+        with pytest.raises(ValidationError):
+            Dated.model_validate(bad)
+    tags = Dated.model_json_schema()["properties"]["tags"]
+    assert "patternProperties" not in tags
+    assert tags["propertyNames"]["pattern"].startswith("^")
+    assert tags["additionalProperties"] == {"type": "integer"}

@@ -117,11 +117,14 @@ def require_precondition_header(name: str, detail: str) -> None:
 
 
 def _missing_precondition(error: RequestValidationError) -> str | None:
-    for item in error.errors():
-        location = [str(part).lower() for part in item.get("loc", ())]
-        missing_header = item.get("type") == "missing" and location[:1] == ["header"]
-        if missing_header and len(location) == 2 and location[1] in _PRECONDITION_HEADERS:
-            return _PRECONDITION_HEADERS[location[1]]
+    """The 428 detail when a missing precondition header is all that is wrong (else the 422
+    names every problem, that one among them)."""
+    items = error.errors()
+    if len(items) != 1:
+        return None
+    location = [str(part).lower() for part in items[0].get("loc", ())]
+    if items[0].get("type") == "missing" and location[:1] == ["header"] and len(location) == 2:
+        return _PRECONDITION_HEADERS.get(location[1])
     return None
 
 

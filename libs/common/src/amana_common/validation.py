@@ -259,11 +259,33 @@ class RequestBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        for node in handler.resolve_ref_schema(json_schema).get("properties", {}).values():
+            _key_rules_as_property_names(node)
+        return json_schema
+
     @model_validator(mode="before")
     @classmethod
     def _integral_numbers_are_integers(cls, data: Any) -> Any:
         """JSON (and JSON Schema's `integer`) does not tell 3.0 from 3: neither does this."""
         return _integers_for_integral_floats(data)
+
+
+def _key_rules_as_property_names(node: dict[str, Any]) -> None:
+    """pydantic documents a dict's key rules as `patternProperties`, which lets any other key
+    through; `propertyNames` says what is checked: every key follows them."""
+    for option in node.get("anyOf", []):
+        _key_rules_as_property_names(option)
+    pattern_properties = node.get("patternProperties")
+    if node.get("type") == "object" and pattern_properties and len(pattern_properties) == 1:
+        [(pattern, values)] = pattern_properties.items()
+        del node["patternProperties"]
+        node["propertyNames"] = {"pattern": pattern}
+        node["additionalProperties"] = values
 
 
 def _integers_for_integral_floats(value: Any) -> Any:
@@ -303,15 +325,38 @@ def at_most_one_each(field: str, values: Iterable[str]) -> dict[str, Any]:
     }
 
 
+_RFC_3339_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_RFC_3339_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
+)
+
+
 def _not_a_json_number(value: object) -> object:
     if isinstance(value, bool | int | float):
         raise ValueError("must be a string")
     return value
 
 
-Date = Annotated[date, Strict(False), BeforeValidator(_not_a_json_number)]
-"""An ISO 8601 date (`"2024-03-02"`) in a `RequestBody`."""
-Timestamp = Annotated[AwareDatetime, Strict(False), BeforeValidator(_not_a_json_number)]
-"""An ISO 8601 date and time with its offset in a `RequestBody`."""
+def _rfc_3339(pattern: re.Pattern[str], what: str) -> Any:
+    """Only the RFC 3339 form JSON Schema's `format` names: pydantic's lax parsing also reads
+    "0" or "1700000000" as a Unix time, which the documented format does not allow."""
+
+    def check(value: object) -> object:
+        value = _not_a_json_number(value)
+        if isinstance(value, str) and not pattern.fullmatch(value):
+            raise ValueError(f"must be an RFC 3339 {what}")
+        return value
+
+    return BeforeValidator(check)
+
+
+Date = Annotated[date, Strict(False), _rfc_3339(_RFC_3339_DATE, "date (2024-03-02)")]
+"""An ISO 8601 / RFC 3339 date (`"2024-03-02"`): in a `RequestBody` or a query parameter."""
+Timestamp = Annotated[
+    AwareDatetime,
+    Strict(False),
+    _rfc_3339(_RFC_3339_TIME, "date-time with its offset (2024-03-02T10:00:00Z)"),
+]
+"""An RFC 3339 date and time with its offset: in a `RequestBody` or a query parameter."""
 Id = Annotated[UUID, Strict(False), BeforeValidator(_not_a_json_number)]
 """A UUID (`"0193...-..."`) in a `RequestBody`."""

@@ -55,7 +55,7 @@ class BodyRequest:
 
 def routes_with_bodies(app: FastAPI) -> set[tuple[str, str]]:
     return {
-        (method, route.path)
+        (method, route.path_format)
         for route in api_routes(app)
         if route.body_field is not None
         for method in route.methods or ()
@@ -166,7 +166,7 @@ def _string_params(route: APIRoute, kind: type[params.Param]) -> list[str]:
 def query_parameters(app: FastAPI) -> dict[str, list[str]]:
     """Route template -> the string query parameters of its GET."""
     found = {
-        route.path: _string_params(route, params.Query)
+        route.path_format: _string_params(route, params.Query)
         for route in api_routes(app)
         if "GET" in (route.methods or ())
     }
@@ -191,7 +191,7 @@ def header_parameters(app: FastAPI, request: BodyRequest) -> list[str]:
     route = next(
         route
         for route in api_routes(app)
-        if route.path == request.route and request.method in (route.methods or ())
+        if route.path_format == request.route and request.method in (route.methods or ())
     )
     return _string_params(route, params.Header)
 
