@@ -23,13 +23,13 @@ def test_a_service_without_contract_py_gets_the_defaults() -> None:
 
 
 def test_a_services_additions_come_from_its_tests_contract_py() -> None:
-    assert "POST /households" in contract_of("registry").beyond_schema
+    assert "GET /households/search" in contract_of("registry").beyond_schema
 
 
 def test_the_gateway_excuses_its_upstreams_fields_at_its_own_paths() -> None:
     beyond = beyond_schema_of(load_catalog().gateway)
 
-    assert beyond["POST /registry/households"] == {"members.*.date_of_birth"}
+    assert "query" in beyond["GET /registry/households/search"]
     assert "delivery.base_url" in beyond["POST /providers"]
 
 
@@ -61,6 +61,15 @@ def test_only_422s_naming_fields_beyond_the_schema_are_excused(
     assert keep(None, *_refusal(status, body)) is kept
 
 
+def test_refusals_carrying_an_excused_code_are_excused_in_every_operation() -> None:
+    keep = refusals_beyond_the_schema({}, codes={"unknown-location"})
+    known = {"errors": [{"field": "location_code", "code": "unknown-location"}]}
+    other = {"errors": [{"field": "location_code", "code": "unknown-location"}, {"field": "x"}]}
+
+    assert keep(None, *_refusal(422, known)) is False
+    assert keep(None, *_refusal(422, other)) is True
+
+
 def test_the_run_is_reproducible_bounded_and_checks_everything() -> None:
     config = schemathesis_config(Served(name="x", url="http://127.0.0.1:1", headers={}))
 
@@ -68,6 +77,7 @@ def test_the_run_is_reproducible_bounded_and_checks_everything() -> None:
     assert config["generation"]["mode"] == "all"
     assert config["generation"]["deterministic"] is True
     assert config["generation"]["database"] == "none"
+    assert config["cache"]["enabled"] is False
     assert config["generation"]["max-examples"] <= 25
     assert config["checks"]["enabled"] is True
     assert all(config["phases"][phase]["enabled"] for phase in config["phases"])

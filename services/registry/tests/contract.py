@@ -3,6 +3,29 @@
 from amana_common.testing.contract import Contract
 
 CONTRACT = Contract(
-    # JSON Schema cannot say "not in the future": the clock decides.
-    beyond_schema={"POST /households": {"members.*.date_of_birth"}},
+    beyond_schema={
+        "GET /households": {"attribute"},  # one of the configured eligibility attributes
+        # exactly one of number, identifier, phone, name; a number's check digit, a phone's
+        # numbering plan
+        "GET /households/search": {"query", "number", "phone", "identifier"},
+    },
+    # The cleaning (cleaning.py) names each rule it applies; these depend on what JSON Schema
+    # cannot state: the location hierarchy and the eligibility attributes (stored), a phone's
+    # numbering plan, identifiers' and accounts' check digits, the clock, the household's
+    # other members.
+    beyond_schema_codes={
+        "unknown-location",
+        "invalid-attribute",
+        "invalid-phone",
+        "invalid-identifier",
+        "invalid-iban",
+        "invalid-bic",
+        "invalid-account",
+        "birth-date-in-future",
+        "birth-date-too-early",
+        "one-head",
+        "one-primary-recipient",
+        # U+FFFD: text decoded with the wrong encoding; the raw types share the common Text
+        "replacement-character",
+    },
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -16,7 +15,7 @@ from amana_common.errors import PROBLEM_RESPONSES, problem_doc
 from amana_common.etag import IF_MATCH_RESPONSES, IfMatchDep, etag
 from amana_common.idempotency import IdempotencyDep
 from amana_common.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, Page, page
-from amana_common.validation import Text
+from amana_common.validation import Text, Timestamp
 from amana_contracts.registry import HouseholdStatus, IdentifierScheme
 from registry import repository, search, service
 from registry.models import Household
@@ -56,7 +55,7 @@ AUDITED = audited_read(
 AUDITED_SEARCH = audited_read("household", filters=("scheme", "limit"))
 AUDITED_HISTORY = audited_read("household-history", filters=("cursor", "limit"))
 
-SearchName = Annotated[str, Text(min_length=1, max_length=200)]
+SearchName = Annotated[str, Text(min_length=search.MIN_NAME_LENGTH, max_length=200)]
 SearchNumber = Annotated[str, Text(pattern=r"^[A-Za-z0-9]{1,20}$")]
 SearchIdentifier = Annotated[str, Text(pattern=r"^[A-Za-z0-9 ./-]{1,64}$")]
 SearchPhone = Annotated[str, Text(pattern=r"^[0-9+ ()./-]{1,32}$")]
@@ -161,9 +160,9 @@ async def list_households(
     context: ContextDep,
     limit: Limit = DEFAULT_PAGE_SIZE,
     cursor: Cursor = None,
-    location_code: Annotated[str, Text(min_length=1, max_length=50)] | None = None,
+    location_code: Annotated[str, Text(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")] | None = None,
     status: HouseholdStatus | None = None,
-    updated_since: datetime | None = None,
+    updated_since: Timestamp | None = None,
     duplicate_review_open: bool | None = None,
     attribute: Annotated[list[str], Query(max_length=10)] = [],  # noqa: B006 (checked below)
 ) -> Page[HouseholdOut]:
@@ -183,9 +182,9 @@ async def list_households(
 
 
 @router.patch(
-    "/{household_id}",
+    "/{household_id:uuid}",  # typed, so that PATCH /households/search is 405, not a 422
     response_model=HouseholdOut,
-    responses=CHANGE_RESPONSES,
+    responses={**CHANGE_RESPONSES, 405: problem_doc("Not a household id: nothing to change")},
     summary="Change a household's own fields",
     description="Requires `If-Match`. Publishes HouseholdUpdated.",
     dependencies=[WRITE],

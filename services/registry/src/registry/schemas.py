@@ -8,16 +8,23 @@ the imports share, and every refusal names its field.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from amana_common.validation import CurrencyCode, Date, Id, RequestBody, Text
+from amana_common.validation import (
+    CurrencyCode,
+    Date,
+    Id,
+    RequestBody,
+    Text,
+    at_most_one_each,
+    exactly_one,
+)
 from amana_contracts.provider import Mechanism
 from amana_contracts.registry import (
     AccountKind,
-    AttributeValue,
     HouseholdStatus,
     IdentifierScheme,
     Relationship,
@@ -36,12 +43,14 @@ MAX_ATTRIBUTES = 50
 # Text is bounded and refused control characters here; the cleaning trims, normalises and
 # applies the real limits and rules.
 RawName = Annotated[str, Text(min_length=1, max_length=200)]
-RawText = Annotated[str, Text(max_length=1000, multiline=True)]
+RawText = Annotated[str, Text(min_length=1, max_length=1000, multiline=True)]
 RawPhone = Annotated[str, Text(min_length=1, max_length=32)]
 RawCode = Annotated[str, Text(min_length=1, max_length=64)]
 Reason = Annotated[str, Text(min_length=1, max_length=500)]
 OperatorStatus = Literal["active", "suspended", "exited"]
-Attributes = Annotated[dict[RawCode, AttributeValue], Field(max_length=MAX_ATTRIBUTES)]
+# An attribute's text is checked for control characters as the cleaning checks it (LF only).
+RawAttributeValue = bool | int | float | Annotated[str, Text(multiline=True)]
+Attributes = Annotated[dict[RawCode, RawAttributeValue], Field(max_length=MAX_ATTRIBUTES)]
 
 
 class Strict(RequestBody):
@@ -74,7 +83,11 @@ class MemberIn(Strict):
     is_primary_recipient: bool = Field(
         default=False, description="Receives the payments; the head when no member is named"
     )
-    identifiers: list[IdentifierIn] = Field(default_factory=list, max_length=6)
+    identifiers: list[IdentifierIn] = Field(
+        default_factory=list,
+        max_length=6,
+        json_schema_extra=at_most_one_each("scheme", get_args(IdentifierScheme)),
+    )
 
     def draft(self) -> MemberDraft:
         return MemberDraft(
@@ -120,7 +133,9 @@ class HouseholdIn(Strict):
     phone: RawPhone | None = None
     gps: GpsIn | None = None
     eligibility_attributes: Attributes = Field(default_factory=dict)
-    members: list[MemberIn] = Field(min_length=1, max_length=MAX_MEMBERS)
+    members: list[MemberIn] = Field(
+        min_length=1, max_length=MAX_MEMBERS, json_schema_extra=exactly_one("relationship", "head")
+    )
     payment_preference: PaymentPreferenceIn | None = None
 
     def draft(self) -> HouseholdDraft:
@@ -159,7 +174,11 @@ class MemberPatch(Strict):
     disability: bool | None = None
     phone: RawPhone | None = None
     is_primary_recipient: bool | None = None
-    identifiers: list[IdentifierIn] | None = Field(default=None, max_length=6)
+    identifiers: list[IdentifierIn] | None = Field(
+        default=None,
+        max_length=6,
+        json_schema_extra=at_most_one_each("scheme", get_args(IdentifierScheme)),
+    )
 
 
 class NewMemberIn(MemberIn):

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import importlib
 import itertools
+import json
 import re
 import secrets
 import threading
@@ -71,6 +72,9 @@ class Contract:
     service areas, a date of birth not in the future, an allowlisted host). A schema-valid
     request refused with a 422 naming only these fields is not a contract failure; one naming
     any other field is. Write list positions as `*` (`location_codes.*`)."""
+    beyond_schema_codes: Collection[str] = ()
+    """The same for every operation, by the `code` a problem's error carries (a service whose
+    validation names the rule it applied: `unknown-location`, `invalid-phone`)."""
 
 
 def contract_of(service: str) -> Contract:
@@ -123,6 +127,7 @@ class Served:
     url: str
     headers: dict[str, str]
     beyond_schema: Mapping[str, Collection[str]] = field(default_factory=dict)
+    beyond_schema_codes: Collection[str] = ()
     max_examples: int = MAX_EXAMPLES
 
 
@@ -208,8 +213,15 @@ def served_service(
             url=urls[name],
             headers=headers,
             beyond_schema=beyond_schema_of(service),
+            beyond_schema_codes=beyond_schema_codes_of(service),
             max_examples=contract.max_examples,
         )
+
+
+def beyond_schema_codes_of(service: CatalogService) -> set[str]:
+    """The service's `beyond_schema_codes`; for the gateway, every upstream's."""
+    names = [s.name for s in load_catalog().routed()] if service.gateway else [service.name]
+    return {code for name in names for code in contract_of(name).beyond_schema_codes}
 
 
 def beyond_schema_of(
@@ -250,6 +262,7 @@ def schemathesis_config(served: Served) -> dict[str, Any]:
         "headers": served.headers,
         "request-timeout": 30,
         "continue-on-failure": True,
+        "cache": {"enabled": False},  # nothing learnt in one run steers the next
         "generation": {
             "mode": "all",
             "max-examples": served.max_examples,
@@ -310,14 +323,16 @@ def run_contract(served: Served) -> ContractReport:
 
     config = schemathesis.Config.from_dict(schemathesis_config(served))
     schema = schemathesis.openapi.from_url(f"{served.url}/openapi.json", config=config)
-    schema.hook(refusals_beyond_the_schema(served.beyond_schema))
+    schema.hook(refusals_beyond_the_schema(served.beyond_schema, served.beyond_schema_codes))
     with fresh_idempotency_keys():
         return _report(engine.from_schema(schema).execute())
 
 
-def refusals_beyond_the_schema(beyond: Mapping[str, Collection[str]]) -> Callable[..., bool]:
-    """A `filter_failure` hook dropping a schema-valid request's 422 when every field it names
-    is one whose rule the schema cannot state (`Contract.beyond_schema`)."""
+def refusals_beyond_the_schema(
+    beyond: Mapping[str, Collection[str]], codes: Collection[str] = ()
+) -> Callable[..., bool]:
+    """A `filter_failure` hook dropping a schema-valid request's 422 when every error it names
+    is one whose rule the schema cannot state (`Contract.beyond_schema`, `beyond_schema_codes`)."""
     from schemathesis.openapi.checks import RejectedPositiveData
 
     def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
@@ -325,10 +340,15 @@ def refusals_beyond_the_schema(beyond: Mapping[str, Collection[str]]) -> Callabl
         if not isinstance(failure, RejectedPositiveData) or response.status_code != 422:
             return True
         try:
-            named = [error["field"] for error in response.json().get("errors") or []]
-        except (ValueError, TypeError, KeyError):
+            errors = [dict(error) for error in response.json().get("errors") or []]
+        except (ValueError, TypeError, AttributeError):
             return True
-        return not named or not all(re.sub(r"\.\d+", ".*", f) in allowed for f in named)
+
+        def excused(error: dict[str, Any]) -> bool:
+            field_name = re.sub(r"\.\d+", ".*", str(error.get("field")))
+            return field_name in allowed or error.get("code") in codes
+
+        return not errors or not all(excused(error) for error in errors)
 
     return filter_failure
 
@@ -406,7 +426,12 @@ def _answer(recorder: Any, case_id: str | None) -> str:
         return "no response"
     response = interaction.response
     body = response.content[:400].decode("utf-8", "replace")
-    return f"{response.status_code} {response.headers.get('content-type')} {body}"
+    try:
+        named = [(e.get("field"), e.get("code")) for e in json.loads(response.content)["errors"]]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        named = []
+    fields = f"\n    fields (and codes) refused: {named}" if named else ""
+    return f"{response.status_code} {response.headers.get('content-type')} {body}{fields}"
 
 
 def _count_statuses(report: ContractReport, recorder: Any) -> None:
