@@ -6,7 +6,7 @@ fuzzed on its own: here fewer examples suffice to test the merged document and t
 from amana_common.testing.contract import Contract
 
 CONTRACT = Contract(
-    max_examples=5,
+    max_examples=3,
     settings={
         "rate_limit_per_s": 100_000,
         "rate_limit_burst": 100_000,

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from amana_common.db import sqlstate
 from amana_common.observability import request_id_var
+from amana_common.validation import key_rules_as_property_names
 
 log = logging.getLogger("amana.errors")
 
@@ -76,9 +77,13 @@ HTTP_OPERATIONS = ("get", "put", "post", "delete", "options", "head", "patch", "
 def document_shared_problems(document: dict[str, Any]) -> dict[str, Any]:
     """Documents, on every operation of an OpenAPI document, the problems the shared machinery
     answers whatever the route: 400 (malformed request), 401 and 403 (a secured operation), 413,
-    415 and 422 (a request body), 422 (parameters). A route need not list them itself."""
+    415 and 422 (a request body), 422 (parameters). A route need not list them itself. The rules
+    of dict keys are stated as `propertyNames` (see `key_rules_as_property_names`)."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas.setdefault("ProblemDetails", ProblemDetails.model_json_schema())
+    for schema in schemas.values():
+        for node in schema.get("properties", {}).values():
+            key_rules_as_property_names(node)
     for item in document.get("paths", {}).values():
         for method, operation in item.items():
             if method in HTTP_OPERATIONS:

@@ -265,7 +265,7 @@ class RequestBody(BaseModel):
     ) -> JsonSchemaValue:
         json_schema = handler(schema)
         for node in handler.resolve_ref_schema(json_schema).get("properties", {}).values():
-            _key_rules_as_property_names(node)
+            key_rules_as_property_names(node)
         return json_schema
 
     @model_validator(mode="before")
@@ -275,11 +275,11 @@ class RequestBody(BaseModel):
         return _integers_for_integral_floats(data)
 
 
-def _key_rules_as_property_names(node: dict[str, Any]) -> None:
+def key_rules_as_property_names(node: dict[str, Any]) -> None:
     """pydantic documents a dict's key rules as `patternProperties`, which lets any other key
     through; `propertyNames` says what is checked: every key follows them."""
     for option in node.get("anyOf", []):
-        _key_rules_as_property_names(option)
+        key_rules_as_property_names(option)
     pattern_properties = node.get("patternProperties")
     if node.get("type") == "object" and pattern_properties and len(pattern_properties) == 1:
         [(pattern, values)] = pattern_properties.items()
