@@ -69,15 +69,25 @@ def parse_if_match(header: str | None) -> IfMatch:
     return IfMatch(frozenset(tag for weak, tag in weak_or_strong if weak is None))
 
 
+def _header(description: str) -> Any:
+    return Header(
+        alias=HEADER,
+        description=description,
+        json_schema_extra={"pattern": ENTITY_TAGS_PATTERN},
+    )
+
+
 IfMatchHeader = Annotated[
     str,
     Text(max_length=MAX_HEADER_LENGTH),
-    Header(
-        alias=HEADER,
-        description='The ETag of the version you read, e.g. `"3"`; 428 when missing',
-        json_schema_extra={"pattern": ENTITY_TAGS_PATTERN},
-    ),
+    _header('The ETag of the version you read, e.g. `"3"`; 428 when missing'),
 ]
+OptionalIfMatchHeader = Annotated[
+    str | None,
+    Text(max_length=MAX_HEADER_LENGTH),
+    _header("Optional (a PUT that may create): when given, the ETag of the version you read"),
+]
+"""For a PUT that creates or replaces: without If-Match it creates or replaces unconditionally."""
 
 
 def _if_match(if_match: IfMatchHeader) -> IfMatch:

@@ -28,7 +28,7 @@ from amana_common.auth import (
 )
 from amana_common.db import Database, SessionDep
 from amana_common.errors import PROBLEM_RESPONSES, Problem, problem_doc, problem_response
-from amana_common.etag import IfMatchHeader, etag, parse_if_match
+from amana_common.etag import OptionalIfMatchHeader, etag, parse_if_match
 from amana_common.idempotency import HEADER as IDEMPOTENCY_KEY
 from amana_common.idempotency import IdempotencyKeyHeader
 from amana_common.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, Page, page
@@ -205,7 +205,7 @@ async def put_provider(
     body: ProviderConfigIn,
     request: Request,
     session: SessionDep,
-    if_match: IfMatchHeader = None,
+    if_match: OptionalIfMatchHeader = None,
 ) -> Response:
     condition = parse_if_match(if_match) if if_match is not None else None
     provider, created = await service.configure_provider(
