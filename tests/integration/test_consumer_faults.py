@@ -203,12 +203,19 @@ async def test_a_second_consumer_joining_mid_batch_loses_and_duplicates_nothing(
     async with probe_producer(kafka_bootstrap, probe) as produce:
         sent = [await produce.send(probe.noted(key=f"k{n}", n=n)) for n in range(total)]
 
+    second_took_part = asyncio.Event()
+
     def slow(worker: str) -> Any:
         record = recording(worker)
 
         async def handle(session: AsyncSession, payload: Any, event: CloudEvent) -> None:
-            await asyncio.sleep(0.025)  # slow enough for the second to join well before the end
+            # The first stays slow until the second has applied something, so a loaded machine
+            # where joining the group takes seconds still sees both take part; sleeping (not
+            # waiting on the event) keeps the first free to answer the rebalance.
+            await asyncio.sleep(0.025 if second_took_part.is_set() else 0.1)
             await record(session, payload, event)
+            if worker == "b":
+                second_took_part.set()
 
         return handle
 
