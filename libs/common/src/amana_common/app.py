@@ -1,4 +1,5 @@
-"""App factory: lifespan-owned database, health, readiness, metrics, problem+json, request ids."""
+"""App factory: lifespan-owned database, health, readiness, metrics, problem+json, request ids,
+and a server span per request when tracing is on."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from amana_common.limits import BodySizeLimitMiddleware
 from amana_common.observability import RequestContextMiddleware, configure_logging
 from amana_common.outbox_admin import outbox_admin_router
 from amana_common.settings import ServiceSettings
+from amana_common.tracing import setup_tracing, trace_requests
 
 log = logging.getLogger("amana.app")
 
@@ -55,6 +57,7 @@ def create_app(
         per route while it streams them. `streamed_paths`: path prefixes whose routes read their
     body as a stream and bound it themselves (bulk uploads), exempt from the body limit."""
     configure_logging(settings.log_level)
+    tracing = setup_tracing(settings)  # before the lifespan's engine: it is instrumented
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -94,6 +97,8 @@ def create_app(
         app.include_router(outbox_admin_router())
     for router in routers:
         app.include_router(router)
+    if tracing is not None:
+        trace_requests(app, tracing)
     return app
 
 

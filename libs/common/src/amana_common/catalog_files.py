@@ -41,6 +41,15 @@ KAFKA_PASS_THROUGH = {
     "MIN_INSYNC_REPLICAS": "1",
 }
 KAFKA_SECRETS = ("SASL_USERNAME", "SASL_PASSWORD")
+# OpenTelemetry's standard variables, passed through from the compose host's environment to
+# every service as they are: no endpoint, no tracing (an OTLP collector or Jaeger reached
+# from the containers, e.g. http://host.docker.internal:4318).
+TRACING_PASS_THROUGH = {
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "",
+    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+    "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+    "OTEL_TRACES_SAMPLER_ARG": "",
+}
 API_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
 WORKER_RESOURCES = {"requests": {"cpu": "50m", "memory": "192Mi"}, "limits": {"memory": "512Mi"}}
 
@@ -72,6 +81,8 @@ def compose_environment(service: CatalogService) -> dict[str, str]:
         env[f"{p}KAFKA_BOOTSTRAP"] = "kafka:9092"
         for name, default in KAFKA_PASS_THROUGH.items():
             env[f"{p}KAFKA_{name}"] = _pass_through(f"AMANA_KAFKA_{name}", default)
+    env |= {name: _pass_through(name, default) for name, default in TRACING_PASS_THROUGH.items()}
+    env["OTEL_SERVICE_NAME"] = f"amana-{service.slug}"  # as the Helm chart names it
     return env | dict(service.compose_env)
 
 

@@ -19,6 +19,7 @@ from amana_common.db import Database, service_database
 from amana_common.migrations import upgrade_to_head
 from amana_common.observability import configure_logging
 from amana_common.settings import ServiceSettings
+from amana_common.tracing import setup_tracing, uninstall_tracing
 from amana_common.worker import (
     Component,
     infrastructure_components,
@@ -87,6 +88,9 @@ def main(entry: ServiceEntry[S], argv: Sequence[str] | None = None) -> int:
 
 async def _serve(entry: ServiceEntry[S], settings: S, *, api: bool, worker: bool) -> None:
     stop = asyncio.Event()
+    # Before any engine exists (they are instrumented as they are created); spans still
+    # pending are exported at exit.
+    setup_tracing(settings, process_wide=True)
     components: list[Component] = []
     if api:
         serve_api = entry.api_server or ApiServer
@@ -103,6 +107,7 @@ async def _serve(entry: ServiceEntry[S], settings: S, *, api: bool, worker: bool
     finally:
         if database is not None:
             await database.dispose()
+        uninstall_tracing()
 
 
 def worker_probe_app(settings: ServiceSettings, database: Database | None) -> FastAPI:

@@ -62,6 +62,7 @@ from amana_common.kafka import (
     reliable_producer,
 )
 from amana_common.settings import ServiceSettings
+from amana_common.tracing import consume_span, record_outcome
 from amana_common.worker import Component, wait_or_stop
 from amana_contracts.base import EventData
 from amana_contracts.envelope import CloudEvent, dead_letter_topic, topic_for
@@ -285,7 +286,17 @@ class EventConsumer:
         await self._commit(consumer, [partition])
 
     async def process(self, record: ConsumerRecord[bytes, bytes], dlq: AIOKafkaProducer) -> Verdict:
-        """Applies one record, or says why not; never raises for the record's sake."""
+        """Applies one record, or says why not; never raises for the record's sake. Traced
+        (when tracing is on) in the trace of the request or event that wrote it."""
+        with consume_span(self.name, [record]) as span:
+            verdict = await self._process(record, dlq)
+            failed = verdict.outcome not in SUCCESS and verdict.outcome is not Outcome.skipped
+            record_outcome(span, verdict.outcome.value, verdict.reason if failed else None)
+        return verdict
+
+    async def _process(
+        self, record: ConsumerRecord[bytes, bytes], dlq: AIOKafkaProducer
+    ) -> Verdict:
         try:
             event = parse_event(record.value)
         except Unparseable as error:
@@ -324,20 +335,22 @@ class EventConsumer:
 
     async def _apply_run(self, run: list[_Ready]) -> list[Outcome] | None:
         """Applies `run` in one transaction; None when it failed (nothing of it is kept)."""
-        try:
-            async with self.sessionmaker() as session, session.begin():
-                first = await record_first_deliveries(session, self.name, [r.event for r in run])
-                fresh = _first_of_each(run, first)
-                for route, group in groupby(fresh, key=lambda ready: ready.route):
-                    await _apply_group(session, route, list(group))
-        except Exception as error:
-            log.info(
-                "consumer %s applies %s records one by one: %s",
-                self.name,
-                len(run),
-                describe(error),
-            )
-            return None
+        with consume_span(self.name, [ready.record for ready in run]) as span:
+            try:
+                async with self.sessionmaker() as session, session.begin():
+                    events = [ready.event for ready in run]
+                    first = await record_first_deliveries(session, self.name, events)
+                    fresh = _first_of_each(run, first)
+                    for route, group in groupby(fresh, key=lambda ready: ready.route):
+                        await _apply_group(session, route, list(group))
+            except Exception as error:
+                reason = describe(error)
+                record_outcome(span, "one_by_one", reason)
+                log.info(
+                    "consumer %s applies %s records one by one: %s", self.name, len(run), reason
+                )
+                return None
+            record_outcome(span, Outcome.applied.value)
         applied = {id(ready) for ready in fresh}
         return [Outcome.applied if id(ready) in applied else Outcome.duplicate for ready in run]
 

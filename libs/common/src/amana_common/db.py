@@ -8,12 +8,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from amana_common.settings import ServiceSettings
 
@@ -43,8 +39,9 @@ def create_database(
     url: str, pool_size: int = 10, session_settings: Mapping[str, str] | None = None
 ) -> Database:
     """An engine whose errors never carry SQL parameters (they may hold personal data), and
-    whose connections start with `session_settings` (PostgreSQL run-time parameters)."""
-    engine = create_async_engine(
+    whose connections start with `session_settings` (PostgreSQL run-time parameters).
+    Created through its module, where tracing's instrumentation wraps it when on."""
+    engine = sqlalchemy_asyncio.create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,

@@ -20,6 +20,7 @@ import httpcore
 import httpx
 
 from amana_common.outbound import UnsafeUrl
+from amana_common.tracing import trace_http_client
 
 
 def refuse_unsafe_address(address: str, production: bool) -> None:
@@ -79,9 +80,11 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
 
 
 def guarded_client(production: bool, timeout_s: float) -> httpx.AsyncClient:
-    """Resolves and checks every connection's address; follows no redirect."""
-    return httpx.AsyncClient(
+    """Resolves and checks every connection's address; follows no redirect. Traced when
+    tracing is on: the provider's server continues the trace."""
+    client = httpx.AsyncClient(
         transport=GuardedTransport(production),
         timeout=httpx.Timeout(timeout_s),
         follow_redirects=False,
     )
+    return trace_http_client(client)

@@ -1,4 +1,8 @@
-"""Structured JSON logs, request id and W3C traceparent propagation, Prometheus metrics."""
+"""Structured JSON logs, request id and W3C traceparent propagation, Prometheus metrics.
+
+With tracing on (`amana_common.tracing`) the traceparent is the current span's: a request's
+is its server span's, which the instrumentation continued from the caller. Off, the request
+continues the caller's trace with a span id of its own, as it always did."""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from datetime import UTC, datetime
 
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from amana_common import tracing
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 traceparent_var: ContextVar[str | None] = ContextVar("traceparent", default=None)
@@ -32,12 +38,17 @@ LATENCY = Histogram(
 
 
 def current_traceparent() -> str | None:
-    return traceparent_var.get()
+    """The current span's traceparent (an event written now carries it)."""
+    return tracing.current_traceparent() or traceparent_var.get()
 
 
-def trace_id() -> str | None:
-    value = traceparent_var.get()
-    return value.split("-")[1] if value else None
+def trace_ids() -> tuple[str | None, str | None]:
+    """The current trace id and span id, for the logs."""
+    value = current_traceparent()
+    if not value:
+        return None, None
+    _, trace, span, _ = value.split("-")
+    return trace, span
 
 
 def child_traceparent(incoming: str | None) -> str:
@@ -50,13 +61,15 @@ def child_traceparent(incoming: str | None) -> str:
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        trace, span = trace_ids()
         entry = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
             "request_id": request_id_var.get(),
-            "trace_id": trace_id(),
+            "trace_id": trace,
+            "span_id": span,
         }
         for key in ("service", "route", "status", "duration_ms", "audit"):
             if hasattr(record, key):
@@ -91,7 +104,7 @@ class RequestContextMiddleware:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         incoming_id = headers.get("x-request-id", "")
         request_id = incoming_id if REQUEST_ID.fullmatch(incoming_id) else secrets.token_hex(12)
-        traceparent = child_traceparent(headers.get("traceparent"))
+        traceparent = tracing.current_traceparent() or child_traceparent(headers.get("traceparent"))
         id_token = request_id_var.set(request_id)
         trace_token = traceparent_var.set(traceparent)
         started = time.perf_counter()

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from amana_common.inbox import describe
 from amana_common.kafka import CONTENT_TYPE_HEADER, KafkaConnection, reliable_producer
 from amana_common.tables import outbox
+from amana_common.tracing import mark_failed, publish_span
 from amana_common.worker import wait_or_stop
 
 log = logging.getLogger("amana.outbox")
@@ -293,17 +294,19 @@ class OutboxRelay:
 async def _send(
     producer: AIOKafkaProducer, row: ClaimedRow, payloads: dict[int, bytes]
 ) -> BaseException | None:
-    """None once the broker acknowledged the row, else why it did not."""
-    try:
-        future = await producer.send(
-            row.topic,
-            value=payloads[row.position],
-            key=row.key.encode(),
-            headers=[CONTENT_TYPE_HEADER],
-        )
-        await future
-    except Exception as error:
-        return error
+    """None once the broker acknowledged the row, else why it did not. Traced (when tracing
+    is on) in the trace of the request or event that wrote the row."""
+    payload = payloads[row.position]
+    headers = [CONTENT_TYPE_HEADER]
+    with publish_span(row.topic, row.key, payload, headers) as span:
+        try:
+            future = await producer.send(
+                row.topic, value=payload, key=row.key.encode(), headers=headers
+            )
+            await future
+        except Exception as error:
+            mark_failed(span, _describe(error))
+            return error
     return None
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from amana_common.inbox import describe
 from amana_common.tables import idempotency_keys, processed_events
+from amana_common.tracing import traced_job
 from amana_common.worker import wait_or_stop
 
 log = logging.getLogger("amana.retention")
@@ -49,7 +50,8 @@ class RetentionPruner:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await self.prune_once()
+                with traced_job("retention.prune"):
+                    await self.prune_once()
             except Exception as error:
                 log.warning("pruning failed, trying again later: %s", describe(error))
             await wait_or_stop(stop, self.retention.interval_s)

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -45,6 +45,15 @@ def database_url_for(service: str, server_url: str | None = None) -> str:
 
 
 Environment = Literal["development", "test", "production"]
+OtlpProtocol = Literal["http/protobuf", "grpc"]
+TracesSampler = Literal[
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["SCRAM-SHA-256", "SCRAM-SHA-512"]
 PRODUCTION_REPLICATION_FACTOR = 3
@@ -120,6 +129,44 @@ class KafkaSettings(BaseSettings):
         return TopicReplication(factor, in_sync)
 
 
+class TracingSettings(BaseSettings):
+    """OpenTelemetry's standard variables, unprefixed and alike for every service. Tracing is
+    on only when an endpoint is set; the exporters read the other standard variables
+    themselves (OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT, _CERTIFICATE, _COMPRESSION), and the
+    SDK OTEL_RESOURCE_ATTRIBUTES and OTEL_BSP_*."""
+
+    model_config = SettingsConfigDict(env_prefix="OTEL_", extra="ignore")
+
+    exporter_otlp_endpoint: str = Field(
+        default="",
+        description="the collector's base URL (http://collector:4318 for http/protobuf, whose "
+        "path /v1/traces is added; http://collector:4317 for grpc); empty: no tracing",
+    )
+    exporter_otlp_traces_endpoint: str = Field(
+        default="", description="the full URL for traces, used as it is; wins over the above"
+    )
+    exporter_otlp_protocol: OtlpProtocol = "http/protobuf"
+    service_name: str = Field(default="", description="default: amana-<service>")
+    traces_sampler: TracesSampler = "parentbased_always_on"
+    traces_sampler_arg: float | None = Field(
+        default=None, ge=0, le=1, description="the ratio of the *traceidratio samplers (1.0)"
+    )
+
+    @field_validator(
+        "exporter_otlp_protocol", "traces_sampler", "traces_sampler_arg", mode="before"
+    )
+    @classmethod
+    def _empty_is_default(cls, value: object, info: ValidationInfo) -> object:
+        """An empty variable (as compose and Helm write an unset value) means the default."""
+        if value != "":
+            return value
+        return cls.model_fields[info.field_name or ""].default
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.exporter_otlp_endpoint or self.exporter_otlp_traces_endpoint)
+
+
 class ServiceSettings(KafkaSettings):
     """Shared configuration. Subclasses set `model_config = service_config("REGISTRY_")`."""
 
@@ -192,6 +239,9 @@ class ServiceSettings(KafkaSettings):
         default=7, ge=1, description="stored responses (personal data) are deleted after this"
     )
     retention_interval_s: float = Field(default=3600, gt=0)
+    tracing: TracingSettings = Field(
+        default_factory=TracingSettings, description="from the OTEL_* variables"
+    )
 
     @model_validator(mode="after")
     def _derive_and_guard(self) -> ServiceSettings:

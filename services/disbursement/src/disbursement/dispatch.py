@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from amana_common.db import Database
 from amana_common.guarded_http import guarded_client
 from amana_common.outbound import UnsafeUrl
+from amana_common.tracing import traced_job
 from amana_contracts.psp import BatchPayment, BatchRecipient, PaymentBatch
 from amana_contracts.registry import AccountV1, IdentifierV1
 from disbursement import domain, repository, service
@@ -118,9 +119,10 @@ class Dispatcher:
             claim = await self._claim(session, batch, _now())
         if claim is None:
             return True
-        outcome = await self._call(client, claim)
-        async with self.database.sessionmaker() as session, session.begin():
-            await self._record(session, claim, outcome, _now())
+        with traced_job("disbursement.dispatch", batch_id=str(claim.batch_id)):
+            outcome = await self._call(client, claim)
+            async with self.database.sessionmaker() as session, session.begin():
+                await self._record(session, claim, outcome, _now())
         return True
 
     async def _claim(self, session: AsyncSession, batch: Batch, now: datetime) -> Claim | None:

@@ -9,6 +9,7 @@ import contextlib
 import logging
 
 from amana_common.db import Database
+from amana_common.tracing import traced_job
 from disbursement import service
 from disbursement.settings import DisbursementSettings
 
@@ -23,8 +24,9 @@ class ExpiryJob:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await self.expire_all_due()
-                await self.reconcile_missed()
+                with traced_job("disbursement.expiry"):
+                    await self.expire_all_due()
+                    await self.reconcile_missed()
             except Exception as error:  # the database is down: the next round retries
                 log.warning("expiry failed, retrying: %r", error)
             with contextlib.suppress(TimeoutError):

@@ -21,6 +21,7 @@ from yarl import URL
 
 from amana_common.errors import Problem
 from amana_common.observability import request_id_var, traceparent_var
+from amana_common.tracing import active_tracing
 from gateway.settings import GatewaySettings, Route
 
 HOP_BY_HOP = frozenset(
@@ -92,6 +93,7 @@ class UpstreamProxy:
                 connector=connector,
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+                trace_configs=upstream_trace_configs(),
             )
         return self._session
 
@@ -162,6 +164,17 @@ class UpstreamProxy:
 
 def carries_body(request: Request) -> bool:
     return "transfer-encoding" in request.headers or bool(declared_length(request))
+
+
+def upstream_trace_configs() -> list[aiohttp.TraceConfig]:
+    """With tracing on, a client span per upstream call, the child of the request's server
+    span; the traceparent sent upstream is then the client span's. Off, none: nothing runs."""
+    tracing = active_tracing()
+    if tracing is None:
+        return []
+    from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+
+    return [create_trace_config(tracer_provider=tracing.provider)]
 
 
 def declared_length(request: Request) -> int | None:
