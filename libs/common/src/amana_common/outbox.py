@@ -26,7 +26,19 @@ from aiokafka.errors import (
     UnknownTopicOrPartitionError,
 )
 from prometheus_client import Counter, Gauge
-from sqlalchemy import bindparam, case, delete, exists, func, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    any_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from amana_common.inbox import describe
@@ -168,9 +180,7 @@ class OutboxRelay:
             payloads = await _payloads(session, [row.position for row in rows])
             publication = await self._publish(rows, payloads)
             if publication.published:
-                await session.execute(
-                    delete(outbox).where(outbox.c.position.in_(publication.published))
-                )
+                await session.execute(delete(outbox).where(_position_in(publication.published)))
             if publication.failed:
                 await self._record_failures(session, rows, publication)
         self.stats.published += len(publication.published)
@@ -331,6 +341,12 @@ async def _take_relay_lock(session: AsyncSession) -> bool:
     return bool(result)
 
 
+def _position_in(positions: list[int]) -> Any:
+    """`position = ANY(:array)`: one parameter, one prepared statement whatever the count (an IN
+    list renders and binds a parameter per row: a tenth of the relay's CPU per event)."""
+    return outbox.c.position == any_(bindparam("positions", positions, type_=ARRAY(BigInteger)))
+
+
 def _key_is_parked() -> Any:
     parked = outbox.alias("parked")
     return exists().where(
@@ -372,7 +388,7 @@ def _within_bytes(rows: Sequence[ClaimedRow], max_bytes: int) -> list[ClaimedRow
 
 async def _payloads(session: AsyncSession, positions: list[int]) -> dict[int, bytes]:
     result = await session.execute(
-        select(outbox.c.position, outbox.c.payload).where(outbox.c.position.in_(positions))
+        select(outbox.c.position, outbox.c.payload).where(_position_in(positions))
     )
     return {position: payload for position, payload in result.all()}
 
