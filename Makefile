@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # The chart renders only with a way to verify tokens: an example identity provider and Secret.
 HELM_EXAMPLE_VALUES := --set global.jwksUrl=https://idp.example.org/certs --set secrets.existingSecret=amana-secrets
 
-.PHONY: help uv sync infra run stop status test test-unit test-integration test-contract lint format contracts catalog service helm-lint logs bench bench-gateway bench-disbursement bench-registry-search bench-registry-import
+.PHONY: help uv sync infra run stop status test test-unit test-integration test-contract lint format contracts catalog service helm-lint logs bench bench-gateway bench-disbursement bench-registry-search bench-registry-import bench-outbox load-test
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -101,7 +101,9 @@ helm-lint: sync ## helm lint, template and validate the chart against the Kubern
 	done && \
 	echo "helm: chart lints, renders and validates against the Kubernetes 1.34 schemas"
 
-bench: bench-gateway bench-disbursement bench-registry-search bench-registry-import ## every benchmark, each printing its figure and its bar
+BENCH ?=
+bench: infra ## every bench-* target in turn, then one table of figures and bars (BENCH="outbox gateway" for some); a full run writes it into bench/README.md
+	@$(RUN) python bench/run.py $(BENCH)
 
 bench-gateway: infra ## gateway p95 overhead over a direct call at 500 requests/s (bar: 5 ms)
 	@$(RUN) python bench/gateway_overhead.py --seconds 20
@@ -114,3 +116,9 @@ bench-registry-search: infra ## registry search by name on 1,000,000 members (ba
 
 bench-registry-import: infra ## FHIR NDJSON import of 100,000 households with duplicate checks on (bar: >= 2,000 resources/s)
 	@$(RUN) python bench/registry_import.py --households 100000
+
+bench-outbox: infra ## outbox -> Kafka: 100,000 events (>= 5,000/s, a key each and 8 keys), relay lag at 1,000 events/s for 30 s (p99 <= 1 s)
+	@$(RUN) python bench/outbox_relay.py
+
+load-test: sync ## mixed load through the gateway of `make run`'s stack: 100 users, 30 s warm-up + 2 min (fails on any 5xx or RSS growth)
+	@$(RUN) python bench/load_test.py

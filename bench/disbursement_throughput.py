@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from _common import at_least, at_most, report
 from sqlalchemy import func, select, text
 from uuid6 import uuid7
 
@@ -330,13 +331,14 @@ async def run(args: argparse.Namespace) -> bool:
     ok = True
     try:
         seconds, batches, applying = await release_bench(database, args.lines, 1000)
-        passed = seconds <= 120
-        ok &= passed
-        print(
-            f"1. {args.lines:,} lines PayrollApproved -> {batches:,} batches ready: "
-            f"{seconds:.1f} s   bar: <= 120 s   {'PASS' if passed else 'FAIL'}\n{applying}",
-            flush=True,
+        ok &= report(
+            f"{args.lines:,} lines PayrollApproved -> batches ready",
+            seconds,
+            "s",
+            at_most(120),
+            detail=f"{batches:,} batches",
         )
+        print(applying, flush=True)
         keys = await secrets(database)
         port = free_port()
         api = start_api(url, port)
@@ -345,25 +347,25 @@ async def run(args: argparse.Namespace) -> bool:
             numbers = await open_numbers(database, args.results, 0)
             phase = Phase(api.pid)
             rate = await batch_webhooks(base, keys, numbers)
-            passed = rate >= 5000
-            ok &= passed
-            print(
-                f"2. {args.results:,} results through batch webhooks of 5,000: "
-                f"{rate:,.0f} results/s   bar: >= 5,000/s   {'PASS' if passed else 'FAIL'}\n"
-                f"{phase.summary()}",
-                flush=True,
+            ok &= report(
+                f"{args.results:,} results through batch webhooks of 5,000",
+                rate,
+                "results/s",
+                at_least(5000),
             )
+            print(phase.summary(), flush=True)
             singles = await open_numbers(database, 200 * 25, args.results)
             phase = Phase(api.pid)
             achieved, p50, p95, errors = await single_webhooks(base, keys, singles, 200, 20)
-            passed = p95 <= 100 and errors == 0
-            ok &= passed
-            print(
-                f"3. single-result webhooks at {achieved:.0f} requests/s for 20 s: "
-                f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, {errors} errors   bar: p95 <= 100 ms   "
-                f"{'PASS' if passed else 'FAIL'}\n{phase.summary()}",
-                flush=True,
+            ok &= report(
+                "single-result webhooks p95 at 200 requests/s",
+                p95,
+                "ms",
+                at_most(100),
+                ok=errors == 0,
+                detail=f"{achieved:.0f} requests/s for 20 s, p50 {p50:.1f} ms, {errors} errors",
             )
+            print(phase.summary(), flush=True)
         finally:
             api.terminate()
             api.wait(timeout=20)

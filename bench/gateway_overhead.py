@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+from _common import at_most, report
 
 from amana_common.auth import Role, issue_token
 from amana_common.settings import ServiceSettings
@@ -163,9 +164,16 @@ def main() -> int:
             f"{name:12}{run.rate:8.0f}{run.p50_ms:9.2f}{run.p95_ms:9.2f}{run.p99_ms:9.2f}"
             f"{run.errors:8d}"
         )
-    verdict = "PASS" if overhead <= BAR_MS and through.errors == 0 else "FAIL"
-    print(f"p95 overhead: {overhead:.2f} ms   bar: <= {BAR_MS:.0f} ms   {verdict}")
-    return 0 if verdict == "PASS" else 1
+    passed = report(
+        f"gateway p95 overhead at {args.rate} requests/s",
+        overhead,
+        "ms",
+        at_most(BAR_MS),
+        ok=through.errors == 0,
+        detail=f"p95 {through.p95_ms:.2f} ms through the gateway, {direct.p95_ms:.2f} ms direct; "
+        f"{through.errors} errors",
+    )
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":
