@@ -214,10 +214,12 @@ def table(
     failures: str,
 ) -> str:
     began = datetime.now(UTC)
+    total = next(op for op in ops if op.name == "Aggregated")
     lines = [
         f"Run {began:%Y-%m-%d %H:%M} UTC with `make load-test` ({args.users} users acting once "
         f"a second each, {args.warmup} s warm-up then {args.seconds} s measured), against "
-        f"`make run`'s stack on loopback. Load average (1 min) {loads[0]:.1f} at the start, "
+        f"`make run`'s stack on loopback: about {args.users} requests/s offered, "
+        f"{total.rate:.0f}/s served. Load average (1 min) {loads[0]:.1f} at the start, "
         f"{loads[1]:.1f} at the end (2 shared cores: indicative).",
         "",
         "| operation | requests | req/s | p50 ms | p95 ms | p99 ms | failures |",
@@ -275,10 +277,17 @@ def main() -> int:
         errors = server_errors(measured)
         failures = failures_by_kind(measured)
     loads.append(load_average())
+    passed = judge(ops, errors, memory, args)
     text = table(ops, memory, args, (loads[0], loads[1]), failures)
+    verdict = "PASS" if passed else "FAIL"
+    text += (
+        f"\n**{verdict}**: {sum(count for _, _, count in errors)} answers 5xx; every service's RSS "
+        f"growth after the warm-up within max({RSS_SLACK_MIB:.0f} MiB, "
+        f"{RSS_SLACK_SHARE:.0%}): {'yes' if passed else 'see above'}.\n"
+    )
     print("\n" + text)
     write_readme_section("Load test", text)
-    return 0 if judge(ops, errors, memory, args) else 1
+    return 0 if passed else 1
 
 
 def judge(
