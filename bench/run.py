@@ -33,6 +33,8 @@ from _common import PREFIX, REPO, load_average, write_readme_section
 LOGS = REPO / ".local" / "bench"
 TARGET = re.compile(r"^(bench-[a-z0-9-]+):", re.MULTILINE)
 VERDICT = re.compile(r"\b(PASS|FAIL)\b")
+MAKE = re.compile(r"^make(\[\d+\])?: ")
+EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b")
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ def rows_of(outcome: Outcome) -> list[Row]:
     if outcome.status is None:
         rows.append(failure(outcome, f"timed out after {outcome.seconds:.0f} s"))
     elif outcome.status != 0 and not failed:
-        rows.append(failure(outcome, f"exit status {outcome.status}"))
+        rows.append(failure(outcome, f"crashed (exit status {outcome.status})"))
     elif not rows:
         rows.append(failure(outcome, "printed no result"))
     return rows
@@ -156,9 +158,17 @@ def parse(target: str, line: str) -> Row:
 
 
 def failure(outcome: Outcome, what: str) -> Row:
-    words = [line.strip() for line in outcome.lines if line.strip()]
-    last = words[-1] if words else "(no output)"
-    return Row(outcome.target, what, None, "", None, "FAIL", f"last words: {last[:300]}")
+    return Row(outcome.target, what, None, "", None, "FAIL", last_words(outcome.lines)[:300])
+
+
+def last_words(lines: list[str]) -> str:
+    """The exception a Python benchmark died of (with the line after it: pydantic and others
+    say there what was wrong), else its last line that is not make's."""
+    said = [line.strip() for line in lines if line.strip() and not MAKE.match(line)]
+    for index in range(len(said) - 1, -1, -1):
+        if EXCEPTION.match(said[index]):
+            return " ".join(said[index : index + 2])
+    return said[-1] if said else "(no output)"
 
 
 def figure_text(row: Row) -> str:
@@ -191,7 +201,7 @@ def machine() -> str:
 def commit() -> str:
     try:
         head = subprocess.check_output(
-            ["git", "-C", str(REPO), "log", "-1", "--format=%h %s"], text=True
+            ["git", "-C", str(REPO), "log", "-1", "--format=%h"], text=True
         ).strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
