@@ -223,21 +223,36 @@ async def save_household(
     *,
     household: Household | None = None,
     preference: PaymentPreference | None = None,
+    action: str = "replaced",
 ) -> Household:
     """Creates a household from a cleaned draft (`household` None), or replaces the fields and
     members of `household` (loaded with `repository.get_household(..., for_update=True)`) with
     the draft's: members are matched by identifier, else by name and date of birth; those not
-    matched are removed, new ones added. Raises a 409 Problem when an identifier is held by
-    another household that has not exited, naming it. The caller cleaned the draft
-    (`cleaning.clean_household`) and keeps the cleaning report."""
+    matched are removed, new ones added; a `preference` given replaces the household's (the
+    caller checked it). Raises a 409 Problem when an identifier is held by another household
+    that has not exited, naming it. The caller cleaned the draft (`cleaning.clean_household`)
+    and keeps the cleaning report. `action` names the change in the history."""
     now = datetime.now(UTC)
     if household is None:
         return await _create(session, draft, actor, preference, now)
     before = _document(household)
     _apply_household_fields(household, draft)
+    if preference is not None:
+        await _replace_preference(session, household, preference, now)
     await _replace_members(session, household, draft.members)
-    await _changed(session, household, before, "replaced", actor, now)
+    await _changed(session, household, before, action, actor, now)
     return household
+
+
+async def _replace_preference(
+    session: AsyncSession, household: Household, preference: PaymentPreference, now: datetime
+) -> None:
+    preference.household_id = household.id
+    preference.set_at = now
+    if household.payment_preference is not None:
+        household.payment_preference = None
+        await session.flush()
+    household.payment_preference = preference
 
 
 async def _create(
@@ -955,12 +970,7 @@ async def set_payment_preference(
     household = await _for_change(session, household_id, if_match)
     before = _document(household)
     preference = await _checked_preference(session, body, household.location_code, context, "")
-    preference.household_id = household.id
-    preference.set_at = datetime.now(UTC)
-    if household.payment_preference is not None:
-        household.payment_preference = None
-        await session.flush()
-    household.payment_preference = preference
+    await _replace_preference(session, household, preference, datetime.now(UTC))
     await _changed(
         session, household, before, "payment_preference_set", context.actor, preference.set_at
     )
