@@ -287,8 +287,5 @@ async def test_two_reviewers_deciding_one_flag_at_once_one_wins_one_is_409(
     assert winner["decided_by"] in loser["detail"]
     events = reviewed(await outbox_events(committed_database))
     assert len(events) == 1 and events[0].flag_id == UUID(flag["id"])
-    statuses_now = {
-        (await household(committed_client, h["id"]))["status"] for h in (first, second)
-    }
+    statuses_now = {(await household(committed_client, h["id"]))["status"] for h in (first, second)}
     assert statuses_now in ({"active", "exited"}, {"active"})
-

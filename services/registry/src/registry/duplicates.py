@@ -100,7 +100,12 @@ async def flag_candidates(
         pair = ordered_pair(clash.household_id, clash.holder_id)
         clash_schemes.setdefault(pair, []).append(clash.scheme)
         pairs.add(pair)
-    return len(await score_and_flag(session, sorted(pairs), clash_schemes, actor, source))
+    pairs -= await queries.flagged_pairs(session, sorted(pairs))
+    records = dict(records) | await queries.household_records(
+        session, [h for pair in pairs for h in pair if h not in records]
+    )
+    flagged = await score_and_flag(session, sorted(pairs), clash_schemes, actor, source, records)
+    return len(flagged)
 
 
 def _checkable(record: HouseholdRecord | None) -> bool:
@@ -542,6 +547,7 @@ async def execute_run(
                 heartbeat_at=datetime.now(UTC),
             )
             await session.commit()
+            await _report(session, run_id, progress)
             await _score_chunks(session, run_id, progress)
             await queries.drop_candidate_pairs(session)
             await queries.record_progress(
@@ -584,10 +590,14 @@ async def _score_chunks(session: AsyncSession, run_id: UUID, progress: Progress 
             heartbeat_at=datetime.now(UTC),
         )
         await session.commit()
-        if progress is not None:
-            run = await queries.get_run(session, run_id)
-            assert run is not None
-            progress(run)
+        await _report(session, run_id, progress)
+
+
+async def _report(session: AsyncSession, run_id: UUID, progress: Progress | None) -> None:
+    if progress is not None:
+        run = await queries.get_run(session, run_id)
+        assert run is not None
+        progress(run)
 
 
 class DuplicateRunner:

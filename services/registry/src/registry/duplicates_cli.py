@@ -39,8 +39,9 @@ async def _dedupe(url: str, actor: str) -> int:
 
     def report(run: DuplicateRun) -> None:
         print(
-            f"{time.monotonic() - started:7.1f}s  {run.pairs_scored:,} of {run.pairs_total:,} "
-            f"candidate pairs scored, {run.flags_created:,} flags",
+            f"{time.monotonic() - started:7.1f}s  {run.phase or run.status}: "
+            f"{run.pairs_scored:,} of {run.pairs_total:,} candidate pairs scored, "
+            f"{run.flags_created:,} flags",
             flush=True,
         )
 

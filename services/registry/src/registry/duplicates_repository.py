@@ -27,6 +27,8 @@ from registry.repository import within
 
 # --- single checks ---------------------------------------------------------------------------
 
+# Index lookups only (GIN on match_keys, btree on phones): the candidates' status and flags
+# are read with their records, so that no plan ever scans the households.
 PROBE_CANDIDATES = text(
     """
     WITH probe AS (
@@ -46,21 +48,17 @@ PROBE_CANDIDATES = text(
         SELECT p.probe, o.id FROM phones p JOIN households o ON o.phone = p.phone
         UNION ALL
         SELECT p.probe, o.household_id FROM phones p JOIN members o ON o.phone = p.phone
-    ), counted AS (
-        SELECT probe, other, count(*) AS shared FROM hits WHERE other <> probe
-        GROUP BY probe, other
-    ), ranked AS (
-        SELECT c.probe, c.other, c.shared,
-               row_number() OVER (PARTITION BY c.probe ORDER BY c.shared DESC, c.other) AS rank
-        FROM counted c JOIN households h ON h.id = c.other AND h.status <> 'exited'
-        WHERE NOT EXISTS (
-            SELECT 1 FROM duplicate_flags f
-            WHERE f.household_id = least(c.probe, c.other)
-              AND f.other_household_id = greatest(c.probe, c.other)
-              AND f.status <> 'resolved'
-        )
     )
-    SELECT probe, other, shared FROM ranked WHERE rank <= :per_household
+    SELECT probe, other, count(*) AS shared FROM hits WHERE other <> probe
+    GROUP BY probe, other
+    """
+)
+FLAGGED_PAIRS = text(
+    """
+    SELECT f.household_id, f.other_household_id
+    FROM unnest(CAST(:a AS uuid[]), CAST(:b AS uuid[])) AS pair(a, b)
+    JOIN duplicate_flags f ON f.household_id = pair.a AND f.other_household_id = pair.b
+    WHERE f.status <> 'resolved'
     """
 )
 
@@ -69,14 +67,31 @@ async def probe_candidates(
     session: AsyncSession, household_ids: Sequence[UUID], per_household: int
 ) -> list[tuple[UUID, UUID]]:
     """For each of `household_ids`, the households sharing a blocking key or a phone with it
-    (most shared first, at most `per_household`), leaving out exited households and pairs
-    already flagged or decided (a resolved flag may be raised again)."""
+    (most shared first, at most `per_household`). Exited households and pairs already flagged
+    or decided are left out later (`household_records`, `flagged_pairs`)."""
     if not household_ids:
         return []
+    rows = await session.execute(PROBE_CANDIDATES, {"ids": list(household_ids)})
+    ranked = sorted(rows.all(), key=lambda row: (row[0], -row[2], row[1]))
+    kept: dict[UUID, int] = {}
+    candidates = []
+    for probe, other, _ in ranked:
+        if kept.get(probe, 0) < per_household:
+            kept[probe] = kept.get(probe, 0) + 1
+            candidates.append((probe, other))
+    return candidates
+
+
+async def flagged_pairs(
+    session: AsyncSession, pairs: Sequence[tuple[UUID, UUID]]
+) -> set[tuple[UUID, UUID]]:
+    """Which of these ordered pairs a flag names that is not resolved (open or decided)."""
+    if not pairs:
+        return set()
     rows = await session.execute(
-        PROBE_CANDIDATES, {"ids": list(household_ids), "per_household": per_household}
+        FLAGGED_PAIRS, {"a": [a for a, _ in pairs], "b": [b for _, b in pairs]}
     )
-    return [(probe, other) for probe, other, _ in rows.all()]
+    return {(a, b) for a, b in rows.all()}
 
 
 RECORDS = text(

@@ -19,6 +19,7 @@ import math
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from datetime import date
 from typing import Any, Literal
 from uuid import UUID
@@ -79,6 +80,7 @@ GPS_NEAR_METRES = 100.0
 # --- records -------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=200_000)
 def fold(value: str) -> str:
     """Case, accents and spacing do not tell names apart: `  Mbógò ` -> `mbogo` (what
     PostgreSQL's `registry_fold` does for the search and blocking keys)."""
@@ -123,9 +125,15 @@ def person(
         relationship=relationship,
         identifiers=frozenset(identifiers),
         phone=phone,
-        given_code=jellyfish.metaphone(given),
-        family_code=jellyfish.metaphone(family),
+        given_code=_metaphone(given),
+        family_code=_metaphone(family),
     )
+
+
+@lru_cache(maxsize=200_000)
+def _metaphone(name: str) -> str:
+    """Names repeat (a registry holds a few thousand distinct ones): each is coded once."""
+    return str(jellyfish.metaphone(name))
 
 
 @dataclass(frozen=True)
@@ -258,18 +266,22 @@ class PersonComparison:
 
 
 def compare_people(a: Person, b: Person) -> PersonComparison:
-    name = compare_names(a, b)
     born = compare_dates(a.born, b.born)
     sex: SexLevel = "same" if a.sex == b.sex else "different"
     identifier = compare_identifiers(a, b)
     phone = a.phone is not None and a.phone == b.phone
     weight = (
-        NAME_WEIGHTS[name]
-        + DATE_WEIGHTS[born]
+        DATE_WEIGHTS[born]
         + SEX_WEIGHTS[sex]
         + IDENTIFIER_WEIGHTS[identifier]
         + (MEMBER_PHONE_WEIGHT if phone else 0.0)
     )
+    # Names cost the most to compare: when even exact names could not make the pair the same
+    # person, they are not compared (the pair is reported as `different`, never matched).
+    name: NameLevel = "different"
+    if weight + NAME_WEIGHTS["exact"] >= PERSON_MATCH:
+        name = compare_names(a, b)
+    weight += NAME_WEIGHTS[name]
     return PersonComparison(
         a.member_id,
         b.member_id,
@@ -286,16 +298,16 @@ def compare_people(a: Person, b: Person) -> PersonComparison:
 
 def match_members(a: Sequence[Person], b: Sequence[Person]) -> list[PersonComparison]:
     """One-to-one pairs of the same person, best first (greedy on weight; ties by position)."""
-    comparisons = sorted(
-        ((compare_people(x, y), i, j) for i, x in enumerate(a) for j, y in enumerate(b)),
-        key=lambda item: (-item[0].weight, item[1], item[2]),
-    )
+    same = [
+        (comparison, i, j)
+        for i, x in enumerate(a)
+        for j, y in enumerate(b)
+        if (comparison := compare_people(x, y)).weight >= PERSON_MATCH
+    ]
     used_a: set[int] = set()
     used_b: set[int] = set()
     matched = []
-    for comparison, i, j in comparisons:
-        if comparison.weight < PERSON_MATCH:
-            break
+    for comparison, i, j in sorted(same, key=lambda item: (-item[0].weight, item[1], item[2])):
         if i not in used_a and j not in used_b:
             used_a.add(i)
             used_b.add(j)
@@ -306,11 +318,20 @@ def match_members(a: Sequence[Person], b: Sequence[Person]) -> list[PersonCompar
 # --- comparing households --------------------------------------------------------------------
 
 
+def areas(code: str) -> list[str]:
+    """The areas a location code lies in, outermost first, itself last; a leading country
+    prefix (`KE` of `KE-047`: two letters) is no area of the hierarchy."""
+    cuts = ancestors_or_self(code)
+    if len(cuts) > 1 and len(cuts[0]) == 2 and cuts[0].isalpha():
+        return cuts[1:]
+    return cuts
+
+
 def compare_locations(a: str, b: str) -> LocationLevel:
     """The same area; areas with the same parent; the same top-level region; or different."""
     if a == b:
         return "same"
-    up_a, up_b = ancestors_or_self(a), ancestors_or_self(b)
+    up_a, up_b = areas(a), areas(b)
     if len(up_a) > 1 and len(up_b) > 1 and up_a[-2] == up_b[-2]:
         return "same_parent"
     if up_a[0] == up_b[0]:
