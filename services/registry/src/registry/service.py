@@ -773,7 +773,7 @@ def _status_row(
 
 
 async def _publish_many(
-    session: AsyncSession, households: Sequence[Household], previous: dict[UUID, str]
+    session: AsyncSession, households: Sequence[Household], previous: dict[UUID, HouseholdStatus]
 ) -> None:
     """Each household's snapshot: HouseholdStatusChanged when its status moved from
     `previous`, else HouseholdUpdated; the providers read once for all."""
