@@ -15,6 +15,7 @@ from amana_common.db import Database
 from amana_common.testing.service import bearer
 from registry import duplicates, service
 from registry.cleaning import HouseholdDraft, IdentifierDraft, MemberDraft
+from registry.models import DuplicateRun
 from registry.settings import RegistrySettings
 
 GROUPS = (("Amina", "Otieno"), ("Baraka", "Mwangi"), ("Chebet", "Kiprono"), ("Dalmas", "Wekesa"))
@@ -48,7 +49,7 @@ async def registry_of(database: Database, fillers: int, group_sizes: tuple[int, 
         await session.commit()
 
 
-async def batch(database: Database) -> duplicates.DuplicateRun:
+async def batch(database: Database) -> DuplicateRun:
     async with database.sessionmaker() as session:
         run = await duplicates.request_run(session, "test")
         await session.commit()

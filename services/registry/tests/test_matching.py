@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -141,7 +142,12 @@ def test_the_same_person_far_away_in_a_larger_household_is_not_flagged() -> None
 
 
 def test_household_phone_address_and_gps_add_their_weights() -> None:
-    fields = {"address": "Plot 44", "phone": "+254711000044", "latitude": 0.5, "longitude": 36.0}
+    fields: dict[str, Any] = {
+        "address": "Plot 44",
+        "phone": "+254711000044",
+        "latitude": 0.5,
+        "longitude": 36.0,
+    }
     a = home(10, someone(1), **fields)
     b = home(11, someone(2, given="Achieng", family="Odhiambo"), **fields | {"latitude": 0.5005})
 
