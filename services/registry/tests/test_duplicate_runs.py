@@ -87,9 +87,9 @@ async def test_a_block_held_by_too_many_households_is_skipped(
 
     run = await batch(database)
 
-    # The group of four shares three keys (the date of birth with each name's code, the year
-    # with the pair of codes): each block holds four households, more than three.
-    assert (run.pairs_total, run.blocks_skipped) == (1 + 3, 3)
+    # The group of four shares four keys (the date of birth with the pair of name codes and
+    # with each code, the year with the pair): each block holds four households, more than 3.
+    assert (run.pairs_total, run.blocks_skipped) == (1 + 3, 4)
 
 
 async def test_a_second_run_examines_only_pairs_no_flag_names(database: Database) -> None:

@@ -25,11 +25,12 @@ FLAG_STATUSES = ("open", "not_duplicate", "duplicate_merged", "duplicate_exited"
 FLAG_SOURCES = ("enrolment", "update", "import", "batch")
 RUN_STATUSES = ("queued", "running", "done", "failed")
 
-# A member's blocking keys: for each word of the folded name its Double Metaphone code
-# (fuzzystrmatch) with the date of birth (`d19840302:ANM`), and for each pair of distinct codes
-# the pair with the year of birth (`y1984:ANM+ATN`). Two records of one person share a key
-# unless both names and the date of birth all differ. IMMUTABLE (dmetaphone and registry_fold
-# are), so that a generated column may use it.
+# A member's blocking keys, from the Double Metaphone codes (fuzzystrmatch) of the words of
+# its folded name: `b19790411:ANJR+KM` (the date of birth with a pair of codes: names and date
+# intact, in any order), `d19790411:ANJR` (the date of birth with one code: the other name
+# changed) and `y1979:ANJR+KM` (the year of birth with a pair: the date a day or a month off).
+# Blocking uses `b` keys as they are and the others within the household's area (README,
+# "Duplicate detection"). IMMUTABLE (dmetaphone and registry_fold are), for a generated column.
 MATCH_KEYS_FUNCTION = """
 CREATE FUNCTION registry_match_keys(given text, family text, born date) RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
@@ -38,12 +39,14 @@ AS $$
         SELECT DISTINCT public.dmetaphone(word) AS code
         FROM unnest(string_to_array(public.registry_fold(given || ' ' || family), ' ')) AS word
         WHERE length(word) > 1
-    ), named AS (SELECT code FROM codes WHERE code <> '')
+    ), named AS (SELECT code FROM codes WHERE code <> ''),
+    pairs AS (SELECT a.code || '+' || b.code AS pair FROM named a JOIN named b ON a.code < b.code)
     SELECT coalesce(array_agg(key ORDER BY key), '{}') FROM (
-        SELECT 'd' || to_char(born, 'YYYYMMDD') || ':' || code AS key FROM named
+        SELECT 'b' || to_char(born, 'YYYYMMDD') || ':' || pair AS key FROM pairs
         UNION ALL
-        SELECT 'y' || to_char(born, 'YYYY') || ':' || a.code || '+' || b.code
-        FROM named a JOIN named b ON a.code < b.code
+        SELECT 'd' || to_char(born, 'YYYYMMDD') || ':' || code FROM named
+        UNION ALL
+        SELECT 'y' || to_char(born, 'YYYY') || ':' || pair FROM pairs
     ) keys
 $$
 """

@@ -21,19 +21,22 @@ from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amana_common.pagination import keyset
-from registry.matching import HouseholdRecord, person
+from registry.matching import BLOCK_AREA_PATTERN, HouseholdRecord, person
 from registry.models import DuplicateFlag, DuplicateRun, Household
 from registry.repository import within
 
 # --- single checks ---------------------------------------------------------------------------
 
-# Index lookups only (GIN on match_keys, btree on phones): the candidates' status and flags
-# are read with their records, so that no plan ever scans the households.
+# Index lookups only (GIN on match_keys, btree on phones, the households by primary key):
+# the candidates' status and flags are read with their records, so that no plan ever scans
+# the households. `b` keys count anywhere, `d` and `y` keys within the probe's area.
 PROBE_CANDIDATES = text(
     """
     WITH probe AS (
-        SELECT DISTINCT m.household_id AS probe, key
-        FROM members m CROSS JOIN LATERAL unnest(m.match_keys) AS key
+        SELECT DISTINCT m.household_id AS probe, substring(h.location_code from :area) AS area,
+               key
+        FROM members m JOIN households h ON h.id = m.household_id
+        CROSS JOIN LATERAL unnest(m.match_keys) AS key
         WHERE m.household_id = ANY(CAST(:ids AS uuid[]))
     ), phones AS (
         SELECT h.id AS probe, h.phone FROM households h
@@ -43,7 +46,12 @@ PROBE_CANDIDATES = text(
         WHERE m.household_id = ANY(CAST(:ids AS uuid[])) AND m.phone IS NOT NULL
     ), hits AS (
         SELECT p.probe, o.household_id AS other
-        FROM probe p JOIN members o ON o.match_keys @> ARRAY[p.key]
+        FROM probe p
+        JOIN members o ON o.match_keys @> ARRAY[p.key]
+        CROSS JOIN LATERAL (
+            SELECT location_code FROM households WHERE id = o.household_id
+        ) oh
+        WHERE left(p.key, 1) = 'b' OR substring(oh.location_code from :area) = p.area
         UNION ALL
         SELECT p.probe, o.id FROM phones p JOIN households o ON o.phone = p.phone
         UNION ALL
@@ -71,7 +79,9 @@ async def probe_candidates(
     or decided are left out later (`household_records`, `flagged_pairs`)."""
     if not household_ids:
         return []
-    rows = await session.execute(PROBE_CANDIDATES, {"ids": list(household_ids)})
+    rows = await session.execute(
+        PROBE_CANDIDATES, {"ids": list(household_ids), "area": BLOCK_AREA_PATTERN}
+    )
     ranked = sorted(rows.all(), key=lambda row: (row[0], -row[2], row[1]))
     kept: dict[UUID, int] = {}
     candidates = []
@@ -287,7 +297,8 @@ async def household_numbers(
 
 BATCH_KEYS = (
     "CREATE TEMP TABLE dedupe_keys ON COMMIT PRESERVE ROWS AS "
-    "SELECT m.household_id, key FROM members m "
+    "SELECT m.household_id, CASE WHEN left(key, 1) = 'b' THEN key "
+    "ELSE substring(h.location_code from :area) || '|' || key END AS key FROM members m "
     "JOIN households h ON h.id = m.household_id AND h.status <> 'exited' "
     "CROSS JOIN LATERAL unnest(m.match_keys) AS key "
     "UNION ALL SELECT id, 'p' || phone FROM households WHERE phone IS NOT NULL "
@@ -326,7 +337,7 @@ async def build_candidate_pairs(session: AsyncSession, max_block: int) -> Blocki
     flag may be raised again). The session must keep its connection until the run ends."""
     for table in ("dedupe_pairs", "dedupe_blocks", "dedupe_keys"):
         await session.execute(text(f"DROP TABLE IF EXISTS {table}"))
-    await session.execute(text(BATCH_KEYS))
+    await session.execute(text(BATCH_KEYS), {"area": BLOCK_AREA_PATTERN})
     await session.execute(text(BATCH_BLOCKS))
     await session.execute(text(BATCH_PAIRS), {"max_block": max_block})
     await session.execute(text("CREATE INDEX ON dedupe_pairs (a, b)"))

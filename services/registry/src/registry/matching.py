@@ -16,6 +16,7 @@ that matches nobody.
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -316,6 +317,16 @@ def match_members(a: Sequence[Person], b: Sequence[Person]) -> list[PersonCompar
 
 
 # --- comparing households --------------------------------------------------------------------
+
+
+# The area a blocking key is scoped to: a location code's first three segments (country,
+# level 1, level 2: `KE-047-0101` of `KE-047-0101.01.001`). The same pattern in SQL and here.
+BLOCK_AREA_PATTERN = r"^[^-.]+(?:[-.][^-.]+){0,2}"
+
+
+def block_area(code: str) -> str:
+    match = re.match(BLOCK_AREA_PATTERN, code)
+    return match.group(0) if match else code
 
 
 def areas(code: str) -> list[str]:
