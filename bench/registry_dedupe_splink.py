@@ -4,7 +4,8 @@ loaded. Not part of `make bench`: splink is not a dependency of the registry (it
 worse, see the README's "Duplicate detection"), so it runs from an environment that has it:
 
     uv venv /tmp/splink && VIRTUAL_ENV=/tmp/splink uv pip install splink
-    PYTHONPATH=/tmp/splink/lib/python3.11/site-packages uv run python bench/registry_dedupe_splink.py
+    export PYTHONPATH=/tmp/splink/lib/python3.11/site-packages
+    uv run python bench/registry_dedupe_splink.py
 
 Members (folded names, date of birth, sex, the household's location, address and phone) are
 read from PostgreSQL into DuckDB; splink's model (Fellegi-Sunter, u estimated by random
@@ -29,7 +30,7 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from registry_dedupe import (  # noqa: E402
+from registry_dedupe import (
     clusters,
     population,
     precision_recall,

@@ -65,7 +65,15 @@ def upgrade() -> None:
             nullable=False,
         ),
     )
-    op.create_index("ix_members_match_keys", "members", ["match_keys"], postgresql_using="gin")
+    # No fast update: a pending list (which every lookup scans) would grow with each
+    # enrolment, and with each rolled-back one, until a vacuum; a check must stay fast.
+    op.create_index(
+        "ix_members_match_keys",
+        "members",
+        ["match_keys"],
+        postgresql_using="gin",
+        postgresql_with={"fastupdate": "off"},
+    )
     _flags()
     _runs()
 

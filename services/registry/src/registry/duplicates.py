@@ -86,7 +86,8 @@ async def flag_candidates(
     ids = sorted(set(household_ids))
     if not ids:
         return 0
-    await recompute_open_flags(session, ids, actor)
+    if source != "enrolment":  # a household enrolled in this transaction has no flag yet
+        await recompute_open_flags(session, ids, actor)
     records = await queries.household_records(session, ids)
     probing = [household_id for household_id in ids if _checkable(records.get(household_id))]
     pairs = {

@@ -27,9 +27,10 @@ from registry.repository import within
 
 # --- single checks ---------------------------------------------------------------------------
 
-# Index lookups only (GIN on match_keys, btree on phones, the households by primary key):
-# the candidates' status and flags are read with their records, so that no plan ever scans
-# the households. `b` keys count anywhere, `d` and `y` keys within the probe's area.
+# Index lookups only (GIN on match_keys, btree on phones, a candidate's area by primary key in
+# a scalar subquery, which no plan turns into a join over every household); the candidates'
+# status and flags are read with their records. `b` keys count anywhere, `d` and `y` keys
+# within the probe's area.
 PROBE_CANDIDATES = text(
     """
     WITH probe AS (
@@ -48,10 +49,10 @@ PROBE_CANDIDATES = text(
         SELECT p.probe, o.household_id AS other
         FROM probe p
         JOIN members o ON o.match_keys @> ARRAY[p.key]
-        CROSS JOIN LATERAL (
-            SELECT location_code FROM households WHERE id = o.household_id
-        ) oh
-        WHERE left(p.key, 1) = 'b' OR substring(oh.location_code from :area) = p.area
+        WHERE left(p.key, 1) = 'b'
+           OR substring(
+                  (SELECT location_code FROM households WHERE id = o.household_id) from :area
+              ) = p.area
         UNION ALL
         SELECT p.probe, o.id FROM phones p JOIN households o ON o.phone = p.phone
         UNION ALL

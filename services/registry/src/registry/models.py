@@ -133,7 +133,12 @@ class Member(Base):
         ),
         Index("ix_members_search_words", "search_words", postgresql_using="gin"),
         Index("ix_members_phone", "phone"),
-        Index("ix_members_match_keys", "match_keys", postgresql_using="gin"),
+        Index(
+            "ix_members_match_keys",
+            "match_keys",
+            postgresql_using="gin",
+            postgresql_with={"fastupdate": "off"},
+        ),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True)
