@@ -79,6 +79,43 @@ def server_url() -> str:
     ).stdout.strip()
 
 
+class CpuMeter:
+    """CPU time spent by the checks, in this process and in its PostgreSQL backend (from
+    /proc, in clock ticks: summed over every check): what a check costs however loaded the
+    machine is."""
+
+    def __init__(self) -> None:
+        self.backend = 0
+        self.own = 0.0
+        self.server_ticks = 0
+        self.checks = 0
+        self._own_start = 0.0
+        self._server_start = 0
+
+    def _server(self) -> int:
+        try:
+            fields = Path(f"/proc/{self.backend}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0
+        return int(fields[11]) + int(fields[12])  # utime, stime
+
+    def start(self) -> None:
+        self._own_start = time.process_time()
+        self._server_start = self._server()
+
+    def stop(self) -> None:
+        self.own += time.process_time() - self._own_start
+        self.server_ticks += self._server() - self._server_start
+        self.checks += 1
+
+    def summary(self) -> str:
+        server = self.server_ticks / os.sysconf("SC_CLK_TCK")
+        return (
+            f"CPU per check: {self.own / self.checks * 1000:.1f} ms here + "
+            f"{server / self.checks * 1000:.1f} ms in PostgreSQL"
+        )
+
+
 class LoadSampler:
     """The 1-minute load average, sampled every few seconds while a phase runs."""
 
@@ -247,7 +284,10 @@ async def single_checks(
     flagging: list[float] = []
     quiet: list[float] = []
     found: set[frozenset[str]] = set()
+    cpu = CpuMeter()
     try:
+        async with database.sessionmaker() as session:
+            cpu.backend = int(await session.scalar(text("SELECT pg_backend_pid()")) or 0)
         for index, generated in enumerate(held):
             body = {
                 key: value for key, value in generated.body.items() if key != "payment_preference"
@@ -258,6 +298,7 @@ async def single_checks(
             async with database.sessionmaker() as session:
                 household = await service.save_household(session, cleaned, "bench")
                 started = time.perf_counter()
+                cpu.start()
                 raised = await duplicates.flag_candidates(
                     session,
                     [household.id],
@@ -269,6 +310,7 @@ async def single_checks(
                     ],
                 )
                 elapsed = (time.perf_counter() - started) * 1000
+                cpu.stop()
                 if index >= 20:  # the first checks warm the caches and plans
                     latencies.append(elapsed)
                     (flagging if raised else quiet).append(elapsed)
@@ -287,7 +329,8 @@ async def single_checks(
         await database.dispose()
     print(
         f"  checks that raised a flag: {len(flagging)}, p95 {percentile(flagging, 0.95):.1f} ms; "
-        f"checks that found nothing: {len(quiet)}, p95 {percentile(quiet, 0.95):.1f} ms",
+        f"checks that found nothing: {len(quiet)}, p95 {percentile(quiet, 0.95):.1f} ms; "
+        f"{cpu.summary()}",
         flush=True,
     )
     return latencies, found

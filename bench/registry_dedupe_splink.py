@@ -87,9 +87,7 @@ def link(members: list[dict[str, Any]]) -> Any:
     linker = Linker(frame, settings, db_api=DuckDBAPI())
     linker.training.estimate_u_using_random_sampling(max_pairs=2e6)
     linker.training.estimate_parameters_using_expectation_maximisation(block_on("dob"))
-    linker.training.estimate_parameters_using_expectation_maximisation(
-        block_on("given", "family")
-    )
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("given", "family"))
     return linker.inference.predict(threshold_match_probability=MEMBER_LINK).as_pandas_dataframe()
 
 

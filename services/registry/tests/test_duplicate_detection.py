@@ -179,3 +179,20 @@ async def test_a_correction_that_resolves_the_clash_closes_the_flag_and_the_revi
         if e.type == "amana.registry.DuplicateReviewed.v1"
     ]
     assert [(r.flag_id, r.decision) for r in reviewed] == [(flag.id, "resolved")]
+
+
+async def test_the_family_enrolled_again_in_another_region_is_found_by_names_and_dates(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    """Keys of the date of birth with both names count anywhere; the others only within the
+    household's area (README, "Blocking")."""
+    first = await enrol(client, FAMILY)
+    moved = variant(given_name="Wanjiku")
+    moved["location_code"] = "KE-001-0101"
+
+    second = await enrol(client, moved)
+
+    assert second["status"] == "under_review"
+    [flag] = await flags(database)
+    assert flag.household_id == UUID(first["id"])
+    assert flag.reasons[-1] == "location different"

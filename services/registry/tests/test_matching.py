@@ -15,6 +15,7 @@ from registry.matching import (
     DecisionRequest,
     HouseholdRecord,
     Person,
+    block_area,
     check_decidable,
     compare_dates,
     compare_households,
@@ -180,6 +181,20 @@ def test_an_identifier_clash_is_always_flagged() -> None:
 )
 def test_locations_compare_by_their_common_ancestor(a: str, b: str, level: str) -> None:
     assert compare_locations(a, b) == level
+
+
+@pytest.mark.parametrize(
+    ("code", "area"),
+    [
+        ("KE-047-0101.01.001", "KE-047-0101"),
+        ("KE-047-0101", "KE-047-0101"),
+        ("KE-047", "KE-047"),
+    ],
+)
+def test_blocking_keys_are_scoped_to_the_first_three_segments_of_the_location(
+    code: str, area: str
+) -> None:
+    assert block_area(code) == area
 
 
 def test_scores_are_the_logistic_of_the_weight_in_bits() -> None:

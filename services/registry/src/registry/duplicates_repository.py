@@ -10,6 +10,7 @@ nothing and is skipped by the batch run.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,23 +22,21 @@ from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amana_common.pagination import keyset
-from registry.matching import BLOCK_AREA_PATTERN, HouseholdRecord, person
+from registry.matching import HouseholdRecord, block_area, person
 from registry.models import DuplicateFlag, DuplicateRun, Household
 from registry.repository import within
 
 # --- single checks ---------------------------------------------------------------------------
 
-# Index lookups only (GIN on match_keys, btree on phones, a candidate's area by primary key in
-# a scalar subquery, which no plan turns into a join over every household); the candidates'
-# status and flags are read with their records. `b` keys count anywhere, `d` and `y` keys
-# within the probe's area.
-PROBE_CANDIDATES = text(
+# Index lookups only (GIN on match_keys, btree on phones); each hit says whether its key
+# counts anywhere (`b` keys, phones) or only within the probe's area, which is checked on the
+# households' locations read by primary key. (Joining the households into this query, or
+# reading their area in it, made PostgreSQL plan it a hundred times slower.)
+PROBE_HITS = text(
     """
     WITH probe AS (
-        SELECT DISTINCT m.household_id AS probe, substring(h.location_code from :area) AS area,
-               key
-        FROM members m JOIN households h ON h.id = m.household_id
-        CROSS JOIN LATERAL unnest(m.match_keys) AS key
+        SELECT DISTINCT m.household_id AS probe, key
+        FROM members m CROSS JOIN LATERAL unnest(m.match_keys) AS key
         WHERE m.household_id = ANY(CAST(:ids AS uuid[]))
     ), phones AS (
         SELECT h.id AS probe, h.phone FROM households h
@@ -45,21 +44,16 @@ PROBE_CANDIDATES = text(
         UNION
         SELECT m.household_id, m.phone FROM members m
         WHERE m.household_id = ANY(CAST(:ids AS uuid[])) AND m.phone IS NOT NULL
-    ), hits AS (
-        SELECT p.probe, o.household_id AS other
-        FROM probe p
-        JOIN members o ON o.match_keys @> ARRAY[p.key]
-        WHERE left(p.key, 1) = 'b'
-           OR substring(
-                  (SELECT location_code FROM households WHERE id = o.household_id) from :area
-              ) = p.area
-        UNION ALL
-        SELECT p.probe, o.id FROM phones p JOIN households o ON o.phone = p.phone
-        UNION ALL
-        SELECT p.probe, o.household_id FROM phones p JOIN members o ON o.phone = p.phone
     )
-    SELECT probe, other, count(*) AS shared FROM hits WHERE other <> probe
-    GROUP BY probe, other
+    SELECT p.probe, o.household_id, left(p.key, 1) = 'b'
+    FROM probe p JOIN members o ON o.match_keys @> ARRAY[p.key]
+    WHERE o.household_id <> p.probe
+    UNION ALL
+    SELECT p.probe, o.id, true FROM phones p JOIN households o ON o.phone = p.phone
+    WHERE o.id <> p.probe
+    UNION ALL
+    SELECT p.probe, o.household_id, true FROM phones p JOIN members o ON o.phone = p.phone
+    WHERE o.household_id <> p.probe
     """
 )
 FLAGGED_PAIRS = text(
@@ -75,20 +69,36 @@ FLAGGED_PAIRS = text(
 async def probe_candidates(
     session: AsyncSession, household_ids: Sequence[UUID], per_household: int
 ) -> list[tuple[UUID, UUID]]:
-    """For each of `household_ids`, the households sharing a blocking key or a phone with it
-    (most shared first, at most `per_household`). Exited households and pairs already flagged
-    or decided are left out later (`household_records`, `flagged_pairs`)."""
+    """For each of `household_ids`, the households sharing a blocking key (`d` and `y` keys
+    within its area) or a phone with it, most shared first, at most `per_household`. Exited
+    households and pairs already flagged or decided are left out later (`household_records`,
+    `flagged_pairs`)."""
     if not household_ids:
         return []
-    rows = await session.execute(
-        PROBE_CANDIDATES, {"ids": list(household_ids), "area": BLOCK_AREA_PATTERN}
+    hits = (await session.execute(PROBE_HITS, {"ids": list(household_ids)})).all()
+    located = {h for hit in hits if not hit[2] for h in hit[:2]}
+    areas = (
+        {
+            household_id: block_area(code)
+            for household_id, code in (
+                await session.execute(
+                    select(Household.id, Household.location_code).where(Household.id.in_(located))
+                )
+            ).all()
+        }
+        if located
+        else {}
     )
-    ranked = sorted(rows.all(), key=lambda row: (row[0], -row[2], row[1]))
-    kept: dict[UUID, int] = {}
+    shared: dict[tuple[UUID, UUID], int] = defaultdict(int)
+    for probe, other, anywhere in hits:
+        if anywhere or areas.get(probe) == areas.get(other):
+            shared[(probe, other)] += 1
+    ranked = sorted(shared.items(), key=lambda item: (item[0][0], -item[1], item[0][1]))
+    kept: dict[UUID, int] = defaultdict(int)
     candidates = []
-    for probe, other, _ in ranked:
-        if kept.get(probe, 0) < per_household:
-            kept[probe] = kept.get(probe, 0) + 1
+    for (probe, other), _ in ranked:
+        if kept[probe] < per_household:
+            kept[probe] += 1
             candidates.append((probe, other))
     return candidates
 
@@ -299,7 +309,9 @@ async def household_numbers(
 BATCH_KEYS = (
     "CREATE TEMP TABLE dedupe_keys ON COMMIT PRESERVE ROWS AS "
     "SELECT m.household_id, CASE WHEN left(key, 1) = 'b' THEN key "
-    "ELSE substring(h.location_code from :area) || '|' || key END AS key FROM members m "
+    # the area as `matching.block_area` cuts it: the first three segments of the location code
+    "ELSE array_to_string((string_to_array(translate(h.location_code, '.', '-'), '-'))[1:3], "
+    "'-') || '|' || key END AS key FROM members m "
     "JOIN households h ON h.id = m.household_id AND h.status <> 'exited' "
     "CROSS JOIN LATERAL unnest(m.match_keys) AS key "
     "UNION ALL SELECT id, 'p' || phone FROM households WHERE phone IS NOT NULL "
@@ -338,7 +350,7 @@ async def build_candidate_pairs(session: AsyncSession, max_block: int) -> Blocki
     flag may be raised again). The session must keep its connection until the run ends."""
     for table in ("dedupe_pairs", "dedupe_blocks", "dedupe_keys"):
         await session.execute(text(f"DROP TABLE IF EXISTS {table}"))
-    await session.execute(text(BATCH_KEYS), {"area": BLOCK_AREA_PATTERN})
+    await session.execute(text(BATCH_KEYS))
     await session.execute(text(BATCH_BLOCKS))
     await session.execute(text(BATCH_PAIRS), {"max_block": max_block})
     await session.execute(text("CREATE INDEX ON dedupe_pairs (a, b)"))

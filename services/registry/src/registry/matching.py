@@ -16,7 +16,6 @@ that matches nobody.
 from __future__ import annotations
 
 import math
-import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -320,13 +319,10 @@ def match_members(a: Sequence[Person], b: Sequence[Person]) -> list[PersonCompar
 
 
 # The area a blocking key is scoped to: a location code's first three segments (country,
-# level 1, level 2: `KE-047-0101` of `KE-047-0101.01.001`). The same pattern in SQL and here.
-BLOCK_AREA_PATTERN = r"^[^-.]+(?:[-.][^-.]+){0,2}"
-
-
+# level 1, level 2: `KE-047-0101` of `KE-047-0101.01.001`), separators read as `-`; the batch
+# run cuts it the same way in SQL (duplicates_repository.BATCH_KEYS).
 def block_area(code: str) -> str:
-    match = re.match(BLOCK_AREA_PATTERN, code)
-    return match.group(0) if match else code
+    return "-".join(code.replace(".", "-").split("-")[:3])
 
 
 def areas(code: str) -> list[str]:
