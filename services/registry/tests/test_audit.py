@@ -155,6 +155,6 @@ def test_every_read_of_household_data_is_an_audited_read(settings: RegistrySetti
             "/households/{household_id}/status-history",
             "/households/{household_id}/history",
             "/duplicates",
-            "/duplicates/{flag_id}",
+            "/duplicates/{flag_id:uuid}",
         ]
     )

@@ -1,6 +1,6 @@
-"""Duplicate detection on enrolment, update and import, against real PostgreSQL: exact and
-fuzzy matches, flags with score and reasons, the review opened (under_review) with its events,
-and flags recomputed when a change resolves the clash."""
+"""Duplicate detection on enrolment, update and import (CSV bulk and FHIR Bundle), against real
+PostgreSQL: exact and fuzzy matches, flags with score and reasons, the review opened
+(under_review) with its events, and flags recomputed when a change resolves the clash."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ from amana_common.db import Database
 from amana_common.testing.databases import outbox_events
 from amana_contracts.registry import DuplicateFlaggedV1, DuplicateReviewedV1
 from registry import duplicates
+from registry.generate import GeneratedHousehold, fhir_resources
 from registry.models import DuplicateFlag
 
 from .conftest import household
+from .imports_support import CSV, csv_file, report, run_import
+from .test_fhir_api import FHIR, bundle
 
 FAMILY: dict[str, Any] = {
     "location_code": "KE-047-0101",
@@ -196,3 +199,39 @@ async def test_the_family_enrolled_again_in_another_region_is_found_by_names_and
     [flag] = await flags(database)
     assert flag.household_id == UUID(first["id"])
     assert flag.reasons[-1] == "location different"
+
+
+async def test_an_imported_near_duplicate_opens_a_flag_and_is_reported_flagged(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    enrolled = await enrol(client, FAMILY)
+    again = GeneratedHousehold("legacy-7", variant(given_name="Wanjiku"))
+
+    job = await run_import(client, database, csv_file([again]), CSV, source="legacy")
+
+    assert (job["status"], job["created"], job["flagged"]) == ("done", 1, 1), job
+    [line] = await report(client, job["id"])
+    assert (line["outcome"], line["duplicate_flagged"]) == ("created", True)
+    [flag] = await flags(database)
+    assert (flag.household_id, flag.other_household_id) == (
+        UUID(enrolled["id"]),
+        UUID(line["household_id"]),
+    )
+    assert (flag.status, flag.source, flag.flagged_by) == ("open", "import", "import-test")
+    imported = (await client.get(f"/households/{line['household_id']}")).json()
+    assert imported["status"] == "under_review"
+
+
+async def test_a_fhir_bundle_of_a_near_duplicate_opens_a_flag(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    enrolled = await enrol(client, FAMILY)
+    again = GeneratedHousehold("fhir-7", variant(given_name="Wanjiku"))
+
+    response = await client.post("/fhir", json=bundle(fhir_resources(again)), headers=FHIR)
+
+    assert response.status_code == 200, response.text
+    [flag] = await flags(database)
+    assert flag.household_id == UUID(enrolled["id"])
+    assert (flag.status, flag.source) == ("open", "import")
+    assert (await client.get(f"/households/{enrolled['id']}")).json()["status"] == "under_review"

@@ -170,7 +170,7 @@ async def list_households(
     context: ContextDep,
     limit: Limit = DEFAULT_PAGE_SIZE,
     cursor: Cursor = None,
-    location_code: Annotated[str, Text(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")] | None = None,
+    location_code: search.LocationPrefix | None = None,
     status: HouseholdStatus | None = None,
     updated_since: Timestamp | None = None,
     duplicate_review_open: bool | None = None,

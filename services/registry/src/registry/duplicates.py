@@ -365,7 +365,7 @@ async def _exit(session: AsyncSession, household_id: UUID, reason: str, actor: s
     await service.change_status(
         session,
         household_id,
-        StatusIn(status=domain.EXITED, reason=reason),
+        StatusIn(status="exited", reason=reason),
         IfMatch(frozenset({str(household.version)})),
         actor,
     )

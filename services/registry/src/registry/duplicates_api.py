@@ -3,7 +3,6 @@ response."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -16,7 +15,7 @@ from amana_common.db import SessionDep
 from amana_common.errors import PROBLEM_RESPONSES, Problem, problem_doc
 from amana_common.idempotency import IdempotencyDep
 from amana_common.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, Page, page
-from amana_common.validation import Text
+from amana_common.validation import Timestamp
 from registry import duplicates, search, service
 from registry import duplicates_repository as queries
 from registry.duplicates_schemas import (
@@ -112,7 +111,7 @@ async def start_run(request: Request, session: SessionDep, idempotency: Idempote
 
 
 @router.get(
-    "/runs/{run_id}",
+    "/runs/{run_id:uuid}",
     response_model=RunOut,
     summary="A batch run and its progress",
     dependencies=[READ_RUNS],
@@ -153,11 +152,11 @@ async def list_flags(
     limit: Limit = DEFAULT_PAGE_SIZE,
     cursor: Cursor = None,
     status: FlagStatus = "open",
-    location_code: Annotated[str, Text(min_length=1, max_length=50)] | None = None,
+    location_code: search.LocationPrefix | None = None,
     household_id: UUID | None = None,
     min_score: Annotated[float, Query(ge=0, le=1)] | None = None,
     source: FlagSource | None = None,
-    flagged_since: datetime | None = None,
+    flagged_since: Timestamp | None = None,
 ) -> Page[FlagOut]:
     filters = queries.FlagFilters(
         status=status,
@@ -173,8 +172,29 @@ async def list_flags(
     return Page(items=shown, next_cursor=next_cursor)
 
 
+# Before /{flag_id}: the gateway matches a path to the first documented template it fits.
+@router.post(
+    "/decisions",
+    response_model=BulkDecisionsOut,
+    responses=DECISION_RESPONSES,
+    summary="Decide several flags at once (all or nothing)",
+    description="Up to 100 decisions, each as for one flag; applied in one transaction, so a "
+    "refused one (naming `decisions.<i>`) refuses them all.",
+    dependencies=[REVIEW],
+)
+async def decide_many(
+    body: BulkDecisionsIn, request: Request, session: SessionDep
+) -> BulkDecisionsOut:
+    decided = await duplicates.decide_many(
+        session,
+        [(item.flag_id, item.request(), item.note) for item in body.decisions],
+        _decision_context(request),
+    )
+    return BulkDecisionsOut(items=await _summaries(session, decided))
+
+
 @router.get(
-    "/{flag_id}",
+    "/{flag_id:uuid}",  # typed, so that GET /duplicates/decisions is 405, not a 422
     response_model=FlagDetailOut,
     summary="A flag with both households side by side and what agreed",
     dependencies=[READ, AUDITED_DETAIL],
@@ -199,7 +219,7 @@ async def _detail(session: SessionDep, flag: DuplicateFlag) -> FlagDetailOut:
 
 
 @router.post(
-    "/{flag_id}/decision",
+    "/{flag_id:uuid}/decision",
     response_model=FlagOut,
     responses=DECISION_RESPONSES,
     summary="Decide a flag: not_duplicate, or duplicate (merge or exit the other)",
@@ -216,23 +236,3 @@ async def decide(flag_id: UUID, body: DecisionIn, request: Request, session: Ses
     )
     [summary] = await _summaries(session, [flag])
     return summary
-
-
-@router.post(
-    "/decisions",
-    response_model=BulkDecisionsOut,
-    responses=DECISION_RESPONSES,
-    summary="Decide several flags at once (all or nothing)",
-    description="Up to 100 decisions, each as for one flag; applied in one transaction, so a "
-    "refused one (naming `decisions.<i>`) refuses them all.",
-    dependencies=[REVIEW],
-)
-async def decide_many(
-    body: BulkDecisionsIn, request: Request, session: SessionDep
-) -> BulkDecisionsOut:
-    decided = await duplicates.decide_many(
-        session,
-        [(item.flag_id, item.request(), item.note) for item in body.decisions],
-        _decision_context(request),
-    )
-    return BulkDecisionsOut(items=await _summaries(session, decided))

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from amana_common.validation import Text
+from amana_common.validation import Id, Omittable, RequestBody, Text
 from registry.matching import (
     Decision,
     DecisionRequest,
@@ -23,33 +23,47 @@ MAX_BULK_DECISIONS = 100
 Note = Annotated[str, Text(min_length=1, max_length=500, multiline=True)]
 
 
-class DecisionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+# The shape `matching.outcome` checks, stated: a duplicate says what to do with the other
+# household; not_duplicate takes neither an action nor a surviving household.
+DECISION_SHAPE: dict[str, Any] = {
+    "oneOf": [
+        {"properties": {"decision": {"const": "duplicate"}}, "required": ["action"]},
+        {
+            "properties": {
+                "decision": {"const": "not_duplicate"},
+                "action": False,
+                "surviving_household_id": False,
+            }
+        },
+    ]
+}
+
+
+class DecisionIn(RequestBody):
+    model_config = ConfigDict(json_schema_extra=DECISION_SHAPE)
 
     decision: Decision = Field(
         description="`not_duplicate` (remembered: the pair is never flagged again) or `duplicate`"
     )
-    action: DuplicateAction | None = Field(
+    action: Omittable[DuplicateAction] = Field(
         default=None,
         description="For a duplicate: `merge` the other household into the surviving one, or "
         "`exit` the other",
     )
-    surviving_household_id: UUID | None = Field(
+    surviving_household_id: Omittable[Id] = Field(
         default=None, description="For a duplicate: which of the two stays (default the older)"
     )
-    note: Note | None = None
+    note: Omittable[Note] = None
 
     def request(self) -> DecisionRequest:
         return DecisionRequest(self.decision, self.action, self.surviving_household_id)
 
 
 class BulkDecisionItem(DecisionIn):
-    flag_id: UUID
+    flag_id: Id
 
 
-class BulkDecisionsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class BulkDecisionsIn(RequestBody):
     decisions: list[BulkDecisionItem] = Field(min_length=1, max_length=MAX_BULK_DECISIONS)
 
 

@@ -3,9 +3,9 @@ from fastapi import FastAPI
 from amana_common.app import create_app
 from amana_common.cli import ServiceEntry
 from registry.api import router
+from registry.duplicates_api import router as duplicates_router
 from registry.fhir_api import router as fhir_router
 from registry.imports_api import router as imports_router
-from registry.duplicates_api import router as duplicates_router
 from registry.reference import cleaning_rules
 from registry.settings import RegistrySettings
 from registry.worker import worker_components
