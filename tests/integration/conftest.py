@@ -1,6 +1,7 @@
 import itertools
 import json
 from collections.abc import AsyncIterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -166,25 +167,38 @@ async def post_and_consume(
 _national_ids = itertools.count(27_118_043)
 
 
+_households = itertools.count()
+FAMILIES = ("Kamau", "Otieno", "Mwangi", "Wekesa", "Kiprono")
+
+
+def _born(year: int, index: int) -> str:
+    return date(year, 1 + index % 12, 1 + index % 28).isoformat()
+
+
 def household(location_code: str = "KE-047-0101") -> dict[str, object]:
     """A household to enrol; each call's head has a national id of its own (the registry holds
-    one household per identifier)."""
+    one household per identifier). Up to 350 calls are 350 households, not duplicates for the
+    registry's duplicate detection: each head has a family name and a year of birth no other
+    head shares, and the child is born 25 years after its head."""
+    index = next(_households)
+    family = FAMILIES[(index // 70) % len(FAMILIES)]
+    year = 1930 + index % 70
     return {
         "location_code": location_code,
         "members": [
             {
                 "given_name": "Wanjiku",
-                "family_name": "Kamau",
+                "family_name": family,
                 "sex": "female",
-                "date_of_birth": "1979-11-30",
+                "date_of_birth": _born(year, index),
                 "relationship": "head",
                 "identifiers": [{"scheme": "national_id", "value": str(next(_national_ids))}],
             },
             {
                 "given_name": "Juma",
-                "family_name": "Kamau",
+                "family_name": family,
                 "sex": "male",
-                "date_of_birth": "2012-02-14",
+                "date_of_birth": _born(year + 25, index),
                 "relationship": "child",
             },
         ],

@@ -10,7 +10,12 @@ from amana_common.db import Database
 from amana_common.kafka import KafkaConnection
 from amana_common.outbox import OutboxRelay
 from amana_common.testing.clients import TopicReader, running
-from amana_contracts.registry import HouseholdEnrolledV1, HouseholdStatusChangedV1
+from amana_contracts.registry import (
+    DuplicateFlaggedV1,
+    DuplicateReviewedV1,
+    HouseholdEnrolledV1,
+    HouseholdStatusChangedV1,
+)
 
 from .conftest import household, post_and_consume
 
@@ -73,3 +78,56 @@ async def test_changes_reach_the_broker_in_order_with_increasing_versions(
     )
     assert changed.eligibility_attributes == {"pmt_score": 18}
     assert not changed.payable and "status_not_active" in changed.not_payable_reasons
+
+
+async def test_a_flagged_duplicate_and_its_decision_reach_the_broker_without_names(
+    registry_client: httpx.AsyncClient, registry_db: Database, kafka_bootstrap: str
+) -> None:
+    """Enrolling the same family twice raises a flag: DuplicateFlagged and both households'
+    HouseholdStatusChanged (under review, not payable) reach `registry.events`; deciding it
+    publishes DuplicateReviewed. The flag's events carry ids, score and reasons, no name."""
+    first_body = household()
+    second_body = json.loads(json.dumps(first_body))
+    second_body["members"][0]["given_name"] = "Wanjiko"
+    second_body["members"][0]["identifiers"] = [{"scheme": "national_id", "value": "39000001"}]
+    relay = OutboxRelay("registry", registry_db.sessionmaker, KafkaConnection(kafka_bootstrap))
+    async with TopicReader(kafka_bootstrap, "registry.events") as reader, running(relay):
+        first = (await registry_client.post("/households", json=first_body)).json()
+        second = (await registry_client.post("/households", json=second_body)).json()
+        assert second["status"] == "under_review"
+        [flag] = (await registry_client.get("/duplicates")).json()["items"]
+        decided = await registry_client.post(
+            f"/duplicates/{flag['id']}/decision",
+            json={"decision": "duplicate", "action": "exit"},
+        )
+        assert decided.status_code == 200, decided.text
+        key = flag["id"].encode()
+        records = await reader.read_until(lambda rs: sum(r.key == key for r in rs) == 2)
+
+    flag_events = [json.loads(r.value) for r in records if r.key == key]
+    assert [e["type"] for e in flag_events] == [
+        "amana.registry.DuplicateFlagged.v1",
+        "amana.registry.DuplicateReviewed.v1",
+    ]
+    flagged = DuplicateFlaggedV1.model_validate(flag_events[0]["data"])
+    assert (flagged.household_id, flagged.other_household_id) == (
+        UUID(first["id"]),
+        UUID(second["id"]),
+    )
+    assert flagged.score >= 0.99 and flagged.reasons[0].startswith("head/head: name phonetic")
+    reviewed = DuplicateReviewedV1.model_validate(flag_events[1]["data"])
+    assert (reviewed.decision, reviewed.decided_by) == ("duplicate_exited", "test-registrar")
+    for envelope in flag_events:
+        assert "Wanjik" not in json.dumps(envelope) and "Juma" not in json.dumps(envelope)
+    statuses = [
+        HouseholdStatusChangedV1.model_validate(json.loads(r.value)["data"])
+        for r in records
+        if r.key in (first["id"].encode(), second["id"].encode())
+        and json.loads(r.value)["type"].endswith("HouseholdStatusChanged.v1")
+    ]
+    assert {(str(s.household_id), s.status) for s in statuses} >= {
+        (first["id"], "under_review"),
+        (second["id"], "under_review"),
+        (second["id"], "exited"),
+    }
+    assert all(not s.payable for s in statuses)

@@ -42,7 +42,12 @@ NotPayableReason = Literal[
     "account_missing",
     "currency_not_offered",  # added: the provider no longer pays in the preference's currency
 ]
-DuplicateDecision = Literal["not_duplicate", "duplicate_merged", "duplicate_exited"]
+DuplicateDecision = Literal[
+    "not_duplicate",
+    "duplicate_merged",
+    "duplicate_exited",
+    "resolved",  # added: a change resolved the clash (no longer scores, or a household exited)
+]
 
 
 class _Value(BaseModel):
@@ -171,7 +176,8 @@ class DuplicateFlaggedV1(EventData):
 
 
 class DuplicateReviewedV1(EventData):
-    """A person decided a duplicate flag."""
+    """A person decided a duplicate flag, or a change resolved it (`resolved`, decided by
+    whoever made the change): the flag left the review backlog."""
 
     service = "registry"
     event_name = "DuplicateReviewed"

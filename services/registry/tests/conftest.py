@@ -1,4 +1,5 @@
 import itertools
+from datetime import date
 from pathlib import Path
 
 from amana_common.testing.service import committing_fixtures, service_fixtures
@@ -16,10 +17,20 @@ committed_database, committed_client = committing_fixtures(
 
 
 _national_ids = itertools.count(20_000_001)
+_households = itertools.count()
+
+
+def _born(first_year: int, index: int) -> str:
+    """Dates of birth that no two calls share, nor come near (README, "Duplicate detection"):
+    a year, a month and a day apart each, so that households enrolled by `household()` are
+    not duplicates of each other."""
+    return date(first_year + index, 1 + index % 12, 1 + index % 28).isoformat()
 
 
 def household(**overrides: object) -> dict[str, object]:
-    """A valid enrolment body; each call gives the head a national id of its own."""
+    """A valid enrolment body; each call gives the head a national id of its own, and the
+    members dates of birth of their own (two calls are two households, not duplicates)."""
+    index = next(_households)
     body: dict[str, object] = {
         "location_code": "KE-047-0101",
         "phone": "+254700000001",
@@ -28,7 +39,7 @@ def household(**overrides: object) -> dict[str, object]:
                 "given_name": "Amina",
                 "family_name": "Otieno",
                 "sex": "female",
-                "date_of_birth": "1984-03-02",
+                "date_of_birth": _born(1950, index % 40),
                 "relationship": "head",
                 "identifiers": [{"scheme": "national_id", "value": str(next(_national_ids))}],
             },
@@ -36,7 +47,7 @@ def household(**overrides: object) -> dict[str, object]:
                 "given_name": "Baraka",
                 "family_name": "Otieno",
                 "sex": "male",
-                "date_of_birth": "2015-07-19",
+                "date_of_birth": _born(1995, (index * 7) % 30),
                 "relationship": "child",
                 "disability": True,
                 "identifiers": [

@@ -1,13 +1,45 @@
 """What the registry's contract test needs beyond the defaults (amana_common.testing.contract)."""
 
+import httpx
+
 from amana_common.testing.contract import Contract
 
+
+def _family(given_name: str, national_id: str) -> dict[str, object]:
+    member = {"family_name": "Kamau", "sex": "female", "relationship": "head"}
+    return {
+        "location_code": "KE-047-0101",
+        "members": [
+            member
+            | {
+                "given_name": given_name,
+                "date_of_birth": "1979-04-11",
+                "identifiers": [{"scheme": "national_id", "value": national_id}],
+            },
+            member
+            | {"given_name": "Njeri", "date_of_birth": "2009-10-02", "relationship": "child"},
+        ],
+    }
+
+
+def a_family_enrolled_twice(client: httpx.Client) -> None:
+    """Generated households are never near-duplicates of one another: a family enrolled twice
+    gives the stateful phase an open duplicate flag to read and decide (found by listing)."""
+    for given_name, national_id in (("Wanjiru", "30010001"), ("Wanjiku", "30010002")):
+        client.post("/households", json=_family(given_name, national_id)).raise_for_status()
+    flags = client.get("/duplicates").json()["items"]
+    assert len(flags) == 1, flags
+
+
 CONTRACT = Contract(
+    prepare=a_family_enrolled_twice,
     beyond_schema={
         "GET /households": {"attribute"},  # one of the configured eligibility attributes
         # exactly one of number, identifier, phone, name; a number's check digit, a phone's
         # numbering plan
         "GET /households/search": {"query", "number", "phone", "identifier"},
+        # each flag named at most once (a property of the items' flag_id, not of whole items)
+        "POST /duplicates/decisions": {"decisions"},
         # _page: a page token this server issued (stored state). Not yet stated in the schema
         # of the FHIR routes (to do there): the Prefer header bulk export requires, the date
         # forms _lastUpdated takes.

@@ -128,7 +128,9 @@ def test_every_read_of_household_data_is_an_audited_read(settings: RegistrySetti
     reads = [
         route.path
         for route in routes
-        if "GET" in (route.methods or ()) and route.path.startswith("/households")
+        if "GET" in (route.methods or ())
+        and route.path.startswith(("/households", "/duplicates"))
+        and not route.path.startswith("/duplicates/runs")  # runs hold counts, no household
     ]
     audited = [
         route.path
@@ -152,5 +154,7 @@ def test_every_read_of_household_data_is_an_audited_read(settings: RegistrySetti
             "/households",
             "/households/{household_id}/status-history",
             "/households/{household_id}/history",
+            "/duplicates",
+            "/duplicates/{flag_id:uuid}",
         ]
     )

@@ -9,6 +9,7 @@ from amana_common.tables import outbox
 from amana_common.testing.bad_input import BodyRequest, coverage_gaps, sweep_failures
 from amana_common.testing.clients import captured_json_log
 from amana_common.testing.databases import row_count
+from registry.duplicates_schemas import BulkDecisionsIn, DecisionIn
 from registry.main import create_registry_app
 from registry.models import Household
 from registry.schemas import (
@@ -100,6 +101,22 @@ BODIES = [
         headers=IF_MATCH,
     ),
 ]
+FLAG = {"flag_id": "01930000-0000-7000-8000-0000000000f1"}
+DECISION = {
+    "decision": "duplicate",
+    "action": "merge",
+    "surviving_household_id": HOUSEHOLD["household_id"],
+    "note": "same family, enrolled twice",
+}
+BODIES += [
+    BodyRequest("POST", "/duplicates/{flag_id}/decision", DecisionIn, [DECISION], path=FLAG),
+    BodyRequest(
+        "POST",
+        "/duplicates/decisions",
+        BulkDecisionsIn,
+        [{"decisions": [DECISION | FLAG]}],
+    ),
+]
 QUERY_EXAMPLES = {
     "location_code": "KE-047",
     "status": "active",
@@ -118,6 +135,8 @@ QUERY_EXAMPLES = {
     "_page": "abc",
     "_type": "Group",
     "_since": "2026-01-01T00:00:00Z",
+    "household_id": HOUSEHOLD["household_id"],
+    "flagged_since": "2026-01-01T00:00:00Z",
 }
 
 

@@ -1,4 +1,5 @@
-"""`python -m registry api|worker|migrate|all`, and `python -m registry generate ...`."""
+"""`python -m registry api|worker|migrate|all`, `python -m registry generate ...` and
+`python -m registry dedupe`."""
 
 import sys
 
@@ -10,4 +11,8 @@ if __name__ == "__main__":
         from registry.generate_cli import generate_main
 
         sys.exit(generate_main(sys.argv[2:]))
+    if sys.argv[1:2] == ["dedupe"]:
+        from registry.duplicates_cli import dedupe_main
+
+        sys.exit(dedupe_main(sys.argv[2:]))
     sys.exit(main(ENTRY))

@@ -17,7 +17,8 @@ from amana_common.idempotency import IdempotencyDep
 from amana_common.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, Page, page
 from amana_common.validation import Text, Timestamp
 from amana_contracts.registry import HouseholdStatus, IdentifierScheme
-from registry import repository, search, service
+from registry import duplicates, repository, search, service
+from registry.matching import FlagSource
 from registry.models import Household
 from registry.schemas import (
     HouseholdChangeOut,
@@ -80,6 +81,14 @@ def _context(request: Request) -> service.Context:
 ContextDep = Annotated[service.Context, Depends(_context)]
 
 
+async def _check_duplicates(
+    session: SessionDep, household_id: UUID, context: service.Context, source: FlagSource
+) -> None:
+    """Enrolments and changes are checked for duplicates in their own transaction (README,
+    "Duplicate detection"): a flagged household answers `under_review`."""
+    await duplicates.flag_candidates(session, [household_id], actor=context.actor, source=source)
+
+
 def _answer(
     household: Household, status_code: int = 200, location: str | None = None
 ) -> JSONResponse:
@@ -107,6 +116,7 @@ async def enrol_household(
 ) -> Response:
     async def enrol() -> JSONResponse:
         household = await service.enrol_household(session, body, context)
+        await _check_duplicates(session, household.id, context, "enrolment")
         location = str(request.url_for("get_household", household_id=household.id))
         return _answer(household, 201, location)
 
@@ -160,7 +170,7 @@ async def list_households(
     context: ContextDep,
     limit: Limit = DEFAULT_PAGE_SIZE,
     cursor: Cursor = None,
-    location_code: Annotated[str, Text(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")] | None = None,
+    location_code: search.LocationPrefix | None = None,
     status: HouseholdStatus | None = None,
     updated_since: Timestamp | None = None,
     duplicate_review_open: bool | None = None,
@@ -196,7 +206,9 @@ async def update_household(
     if_match: IfMatchDep,
     context: ContextDep,
 ) -> JSONResponse:
-    return _answer(await service.update_household(session, household_id, body, if_match, context))
+    await service.update_household(session, household_id, body, if_match, context)
+    await _check_duplicates(session, household_id, context, "update")
+    return _answer(await service.household_by_id(session, household_id))
 
 
 @router.post(
@@ -216,8 +228,9 @@ async def change_status(
     if_match: IfMatchDep,
     context: ContextDep,
 ) -> JSONResponse:
-    household = await service.change_status(session, household_id, body, if_match, context.actor)
-    return _answer(household)
+    await service.change_status(session, household_id, body, if_match, context.actor)
+    await _check_duplicates(session, household_id, context, "update")
+    return _answer(await service.household_by_id(session, household_id))
 
 
 @router.get(
@@ -269,6 +282,7 @@ async def add_member(
 ) -> Response:
     async def add() -> JSONResponse:
         member = await service.add_member(session, household_id, body, if_match, context)
+        await _check_duplicates(session, household_id, context, "update")
         household = await service.household_by_id(session, household_id)
         location = str(request.url_for("get_household", household_id=household_id))
         return _answer(household, 201, f"{location}#member-{member.id}")
@@ -293,6 +307,7 @@ async def update_member(
     context: ContextDep,
 ) -> JSONResponse:
     await service.update_member(session, household_id, member_id, body, if_match, context)
+    await _check_duplicates(session, household_id, context, "update")
     return _answer(await service.household_by_id(session, household_id))
 
 
@@ -312,9 +327,9 @@ async def remove_member(
     if_match: IfMatchDep,
     context: ContextDep,
 ) -> JSONResponse:
-    return _answer(
-        await service.remove_member(session, household_id, member_id, if_match, context.actor)
-    )
+    await service.remove_member(session, household_id, member_id, if_match, context.actor)
+    await _check_duplicates(session, household_id, context, "update")
+    return _answer(await service.household_by_id(session, household_id))
 
 
 @router.put(

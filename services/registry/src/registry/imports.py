@@ -47,7 +47,7 @@ from amana_common.errors import Problem
 from amana_common.events import add_to_outbox
 from amana_common.worker import wait_or_stop
 from amana_contracts.registry import HouseholdEnrolledV1
-from registry import repository, service
+from registry import duplicates, repository, service
 from registry.cleaning import CleaningRules
 from registry.fhir import ACCEPTED_TYPES, label
 from registry.generate import csv_columns
@@ -692,6 +692,7 @@ class Outcome:
     record: Record
     outcome: str = "rejected"
     household_id: UUID | None = None
+    duplicate_flagged: bool = False
 
 
 async def _write(
@@ -710,31 +711,30 @@ async def _write(
     await _replace(session, replaced, matches, context)
     await _remember_sources(session, job.source, outcomes)
     written = [o.household_id for o in outcomes if o.household_id is not None]
-    flagged = await flag_duplicate_candidates(session, written, context.actor)
+    under_review = await flag_duplicate_candidates(session, written, context.actor)
+    for outcome in outcomes:
+        outcome.duplicate_flagged = outcome.household_id in under_review
     await _report(session, job.id, outcomes)
     return {
         "processed": len(outcomes),
         "created": sum(o.outcome == "created" for o in outcomes),
         "updated": sum(o.outcome == "updated" for o in outcomes),
         "rejected": sum(o.outcome == "rejected" for o in outcomes),
-        "flagged": sum(o.outcome == "flagged" for o in outcomes) + flagged,
+        "flagged": sum(o.outcome == "flagged" or o.duplicate_flagged for o in outcomes),
     }
 
 
 async def flag_duplicate_candidates(
     session: AsyncSession, household_ids: Sequence[UUID], actor: str | None
-) -> int:
+) -> set[UUID]:
     """DUPLICATE CHECKS ON: the one call site of item 6's set-based duplicate check
     (`duplicates.flag_candidates`), for every household a chunk (or a FHIR Bundle) created or
-    replaced, in its transaction; answers how many flags it raised. Until that module is on
-    main this checks nothing and answers 0."""
-    try:
-        from registry import duplicates  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return 0
+    replaced, in its transaction; answers which of them are held for duplicate review after it
+    (a flag raised now, or one still open from before)."""
     if not household_ids:
-        return 0
-    return int(await duplicates.flag_candidates(session, list(household_ids), actor=actor))
+        return set()
+    await duplicates.flag_candidates(session, list(household_ids), actor=actor, source="import")
+    return await repository.under_duplicate_review(session, household_ids)
 
 
 def _flagged(record: Record) -> bool:
@@ -943,7 +943,7 @@ async def _report(session: AsyncSession, job_id: UUID, outcomes: list[Outcome]) 
             (o.record.source_id or "")[:200] or None,
             o.outcome,
             o.household_id,
-            False,
+            o.duplicate_flagged,
             json.dumps(o.record.errors, default=str),
             json.dumps(o.record.changes, default=str, ensure_ascii=False),
         )

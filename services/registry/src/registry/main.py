@@ -3,6 +3,7 @@ from fastapi import FastAPI
 from amana_common.app import create_app
 from amana_common.cli import ServiceEntry
 from registry.api import router
+from registry.duplicates_api import router as duplicates_router
 from registry.fhir_api import router as fhir_router
 from registry.imports_api import router as imports_router
 from registry.reference import cleaning_rules
@@ -14,7 +15,7 @@ def create_registry_app(settings: RegistrySettings | None = None) -> FastAPI:
     settings = settings or RegistrySettings()
     app = create_app(
         settings,
-        [router, imports_router, fhir_router],
+        [router, imports_router, fhir_router, duplicates_router],
         title="Amana registry",
         description="Beneficiary households, their members, identifiers and payment preferences.",
         streamed_paths=("/imports",),

@@ -46,12 +46,15 @@ from amana_common.db import new_metadata
 from amana_common.value_sets import one_of
 from amana_contracts.provider import Mechanism, PayPointStatus, ProviderStatus
 from amana_contracts.registry import AccountKind, HouseholdStatus
+from registry.matching import FlagSource, FlagStatus, RunStatus
 
 CODE_LENGTH = 32
 LOCATION_LENGTH = 50
 # `registry_fold` is created by migration 0004: lower(unaccent(text)), declared IMMUTABLE.
 SEARCH_NAME = "public.registry_fold(((given_name)::text || ' '::text) || (family_name)::text)"
 SEARCH_WORDS = f"string_to_array({SEARCH_NAME}, ' '::text)"
+# `registry_match_keys` is created by migration 0006: the duplicate detection's blocking keys.
+MATCH_KEYS = "public.registry_match_keys(given_name, family_name, date_of_birth)"
 
 
 class Base(DeclarativeBase):
@@ -130,6 +133,12 @@ class Member(Base):
         ),
         Index("ix_members_search_words", "search_words", postgresql_using="gin"),
         Index("ix_members_phone", "phone"),
+        Index(
+            "ix_members_match_keys",
+            "match_keys",
+            postgresql_using="gin",
+            postgresql_with={"fastupdate": "off"},
+        ),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True)
@@ -148,6 +157,7 @@ class Member(Base):
     search_words: Mapped[list[str]] = mapped_column(
         ARRAY(Text), Computed(SEARCH_WORDS, persisted=True)
     )
+    match_keys: Mapped[list[str]] = mapped_column(ARRAY(Text), Computed(MATCH_KEYS, persisted=True))
 
     household: Mapped[Household] = orm.relationship(back_populates="members", lazy="raise")
     identifiers: Mapped[list[MemberIdentifier]] = orm.relationship(
@@ -411,3 +421,68 @@ class ExportJob(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DuplicateFlag(Base):
+    """Two households that may be one: one row per pair, ever (`household_id` the older by id),
+    so that a `not_duplicate` decision is remembered. `comparison` says which fields agreed
+    and how (member ids and agreement levels, never names); `reasons` is its short form."""
+
+    __tablename__ = "duplicate_flags"
+    __table_args__ = (
+        CheckConstraint(one_of("status", FlagStatus), name="status"),
+        CheckConstraint(one_of("source", FlagSource), name="source"),
+        CheckConstraint("household_id < other_household_id", name="ordered_pair"),
+        CheckConstraint("score BETWEEN 0 AND 1", name="score"),
+        UniqueConstraint("household_id", "other_household_id"),
+        Index("ix_duplicate_flags_open", "id", postgresql_where=text("status = 'open'")),
+        Index("ix_duplicate_flags_other_household_id", "other_household_id"),
+    )
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    household_id: Mapped[UUID] = mapped_column(ForeignKey("households.id", ondelete="CASCADE"))
+    other_household_id: Mapped[UUID] = mapped_column(
+        ForeignKey("households.id", ondelete="CASCADE")
+    )
+    status: Mapped[FlagStatus] = mapped_column(String(20))
+    score: Mapped[float] = mapped_column(Double)
+    weight: Mapped[float] = mapped_column(Double)
+    reasons: Mapped[list[str]] = mapped_column(ARRAY(String(200)))
+    comparison: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    location_code: Mapped[str] = mapped_column(String(LOCATION_LENGTH))
+    source: Mapped[FlagSource] = mapped_column(String(20))
+    flagged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    flagged_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(String(500))
+    surviving_household_id: Mapped[UUID | None]
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
+
+
+class DuplicateRun(Base):
+    """A batch duplicate detection over the whole registry, with its progress."""
+
+    __tablename__ = "duplicate_runs"
+    __table_args__ = (
+        CheckConstraint(one_of("status", RunStatus), name="status"),
+        Index(
+            "ix_duplicate_runs_unfinished",
+            "requested_at",
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+    )
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    status: Mapped[RunStatus] = mapped_column(String(10))
+    requested_by: Mapped[str | None] = mapped_column(String(200))
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    phase: Mapped[str | None] = mapped_column(String(20))
+    pairs_total: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    pairs_scored: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    flags_created: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    blocks_skipped: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    error: Mapped[str | None] = mapped_column(String(500))

@@ -194,6 +194,16 @@ async def next_versions(
     )
 
 
+async def under_duplicate_review(session: AsyncSession, household_ids: Sequence[UUID]) -> set[UUID]:
+    """Which of these households have an open duplicate flag."""
+    rows = await session.scalars(
+        select(Household.id).where(
+            Household.id.in_(household_ids), Household.duplicate_review_open.is_(True)
+        )
+    )
+    return set(rows)
+
+
 async def lock_identifiers(session: AsyncSession, identifiers: Sequence[tuple[str, str]]) -> None:
     """Serialises the transactions that enrol the same identifiers: a transaction-scoped
     advisory lock per (scheme, value), taken in a fixed order so that two transactions cannot

@@ -7,11 +7,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amana_common.errors import Problem
-from amana_common.validation import LOCATION_CODE_PATTERN, refused_character
+from amana_common.validation import LOCATION_CODE_PATTERN, Text, refused_character
 from registry import repository
 from registry.cleaning import (
     Cleaned,
@@ -88,6 +89,10 @@ async def run(session: AsyncSession, query: SearchQuery, rules: CleaningRules) -
         by=by,
         items=[SearchHit.model_validate(hit, from_attributes=True) for hit in hits],
     )
+
+
+LocationPrefix = Annotated[str, Text(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")]
+"""A `location_code` filter as the query states it: `location_filter` checks it is a code."""
 
 
 def location_filter(code: str | None) -> str | None:

@@ -223,21 +223,36 @@ async def save_household(
     *,
     household: Household | None = None,
     preference: PaymentPreference | None = None,
+    action: str = "replaced",
 ) -> Household:
     """Creates a household from a cleaned draft (`household` None), or replaces the fields and
     members of `household` (loaded with `repository.get_household(..., for_update=True)`) with
     the draft's: members are matched by identifier, else by name and date of birth; those not
-    matched are removed, new ones added. Raises a 409 Problem when an identifier is held by
-    another household that has not exited, naming it. The caller cleaned the draft
-    (`cleaning.clean_household`) and keeps the cleaning report."""
+    matched are removed, new ones added; a `preference` given replaces the household's (the
+    caller checked it). Raises a 409 Problem when an identifier is held by another household
+    that has not exited, naming it. The caller cleaned the draft (`cleaning.clean_household`)
+    and keeps the cleaning report. `action` names the change in the history."""
     now = datetime.now(UTC)
     if household is None:
         return await _create(session, draft, actor, preference, now)
     before = _document(household)
     _apply_household_fields(household, draft)
+    if preference is not None:
+        await _replace_preference(session, household, preference, now)
     await _replace_members(session, household, draft.members)
-    await _changed(session, household, before, "replaced", actor, now)
+    await _changed(session, household, before, action, actor, now)
     return household
+
+
+async def _replace_preference(
+    session: AsyncSession, household: Household, preference: PaymentPreference, now: datetime
+) -> None:
+    preference.household_id = household.id
+    preference.set_at = now
+    if household.payment_preference is not None:
+        household.payment_preference = None
+        await session.flush()
+    household.payment_preference = preference
 
 
 async def _create(
@@ -296,15 +311,7 @@ def enrolment_records(
 ) -> tuple[HouseholdStatusChange, HouseholdChange | None]:
     """The status history row (none -> active) and, `with_history`, the change history row
     (`enrolled`, every field) of a new household."""
-    status_change = HouseholdStatusChange(
-        id=uuid7(),
-        household_id=household.id,
-        from_status=None,
-        to_status=domain.ACTIVE,
-        reason=ENROLLED_REASON,
-        changed_at=now,
-        changed_by=actor,
-    )
+    status_change = _status_row(household.id, None, domain.ACTIVE, ENROLLED_REASON, actor, now)
     history = (
         HouseholdChange(
             id=uuid7(),
@@ -666,18 +673,7 @@ async def _set_status(
     household.status = status
     household.status_reason = reason
     household.status_changed_at = now
-    repository.add(
-        session,
-        HouseholdStatusChange(
-            id=uuid7(),
-            household_id=household.id,
-            from_status=previous,
-            to_status=status,
-            reason=reason,
-            changed_at=now,
-            changed_by=actor,
-        ),
-    )
+    repository.add(session, _status_row(household.id, previous, status, reason, actor, now))
     if status == domain.EXITED:
         await session.flush()
         await repository.free_identifiers(session, household.id)
@@ -705,26 +701,101 @@ async def set_duplicate_review(
     under review becomes `active` again) with a HouseholdStatusChanged snapshot; a household
     whose status stays (suspended, exited) gets a HouseholdUpdated snapshot. Households already
     in the asked state are left alone, and so are exited ones when opening (closing clears
-    their flag). Locks the households in id order; unknown ids are 404."""
+    their flag). Locks the households in id order; unknown ids are 404. Set-based: one query
+    loads them, one flush writes them with their status and history rows, one insert publishes
+    their snapshots (a batch duplicate run opens thousands of reviews)."""
     households = await repository.households_for_update(session, sorted(set(household_ids)))
     missing = set(household_ids) - {household.id for household in households}
     if missing:
         raise _not_found(sorted(missing)[0])
-    changed = []
-    for household in households:
-        if household.duplicate_review_open == open or (open and household.status == domain.EXITED):
-            continue
-        before = _document(household)
+    changing = [
+        household
+        for household in households
+        if household.duplicate_review_open != open
+        and not (open and household.status == domain.EXITED)
+    ]
+    if not changing:
+        return []
+    now = datetime.now(UTC)
+    before = {household.id: _document(household) for household in changing}
+    previous = {household.id: household.status for household in changing}
+    reason = domain.REVIEW_OPENED_REASON if open else domain.REVIEW_CLOSED_REASON
+    rows: list[object] = []
+    for household in changing:
         household.duplicate_review_open = open
         status = domain.status_after_review(household.status, open)
         if status != household.status:
-            reason = domain.REVIEW_OPENED_REASON if open else domain.REVIEW_CLOSED_REASON
-            await _set_status(session, household, status, reason, actor, before)
+            household.status, household.status_reason = status, reason
+            household.status_changed_at = now
+            rows.append(
+                _status_row(household.id, previous[household.id], status, reason, actor, now)
+            )
+        household.version += 1
+        household.updated_at = now
+    for household in changing:
+        moved = household.status != previous[household.id]
+        rows.append(
+            HouseholdChange(
+                id=uuid7(),
+                household_id=household.id,
+                version=household.version,
+                action="status_changed"
+                if moved
+                else ("duplicate_review_opened" if open else "duplicate_review_closed"),
+                changed_at=now,
+                changed_by=actor,
+                changes=domain.field_changes(before[household.id], _document(household)),
+            )
+        )
+    repository.add(session, *rows)
+    await _flush(session)
+    await _publish_many(session, changing, previous)
+    return changing
+
+
+def _status_row(
+    household_id: UUID,
+    from_status: str | None,
+    to_status: str,
+    reason: str,
+    actor: str | None,
+    now: datetime,
+) -> HouseholdStatusChange:
+    return HouseholdStatusChange(
+        id=uuid7(),
+        household_id=household_id,
+        from_status=from_status,
+        to_status=to_status,
+        reason=reason,
+        changed_at=now,
+        changed_by=actor,
+    )
+
+
+async def _publish_many(
+    session: AsyncSession, households: Sequence[Household], previous: dict[UUID, HouseholdStatus]
+) -> None:
+    """Each household's snapshot: HouseholdStatusChanged when its status moved from
+    `previous`, else HouseholdUpdated; the providers read once for all."""
+    providers = await repository.provider_views(
+        session,
+        sorted(
+            {h.payment_preference.provider_id for h in households if h.payment_preference},
+        ),
+    )
+    events: list[HouseholdSnapshotV1] = []
+    for household in households:
+        preference = household.payment_preference
+        provider = providers.get(preference.provider_id) if preference else None
+        if household.status != previous[household.id]:
+            events.append(
+                HouseholdStatusChangedV1(
+                    **snapshot(household, provider), previous_status=previous[household.id]
+                )
+            )
         else:
-            action = "duplicate_review_opened" if open else "duplicate_review_closed"
-            await _changed(session, household, before, action, actor, datetime.now(UTC))
-        changed.append(household)
-    return changed
+            events.append(HouseholdUpdatedV1(**snapshot(household, provider)))
+    await add_to_outbox(session, *events)
 
 
 async def republish_for_provider(
@@ -955,12 +1026,7 @@ async def set_payment_preference(
     household = await _for_change(session, household_id, if_match)
     before = _document(household)
     preference = await _checked_preference(session, body, household.location_code, context, "")
-    preference.household_id = household.id
-    preference.set_at = datetime.now(UTC)
-    if household.payment_preference is not None:
-        household.payment_preference = None
-        await session.flush()
-    household.payment_preference = preference
+    await _replace_preference(session, household, preference, datetime.now(UTC))
     await _changed(
         session, household, before, "payment_preference_set", context.actor, preference.set_at
     )

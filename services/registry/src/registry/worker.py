@@ -6,6 +6,7 @@ from amana_common.settings import ServiceSettings
 from amana_common.worker import Component, infrastructure_components, wait_or_stop
 from registry import fhir_service
 from registry.consumers import provider_projection
+from registry.duplicates import DuplicateRunner
 from registry.imports import ApplyContext, ImportSettings, ImportWorker
 from registry.reference import cleaning_rules
 from registry.settings import RegistrySettings
@@ -36,10 +37,11 @@ class BulkJobs:
 
 def worker_components(settings: ServiceSettings, database: Database) -> Sequence[Component]:
     """The registry worker publishes its outbox, prunes, projects provider events and runs
-    bulk imports and exports."""
+    bulk imports and exports and the batch duplicate detections the API queued."""
     assert isinstance(settings, RegistrySettings)
     return [
         *infrastructure_components(settings, database),
         provider_projection(settings, database),
         BulkJobs(settings, database),
+        DuplicateRunner(database),
     ]
