@@ -6,3 +6,4 @@ CREATE DATABASE amana_registry;
 CREATE DATABASE amana_provider;
 CREATE DATABASE amana_disbursement;
 CREATE DATABASE amana_psp_sandbox;
+CREATE DATABASE amana_analytics;

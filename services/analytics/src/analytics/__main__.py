@@ -1,0 +1,9 @@
+"""`python -m analytics api|worker|migrate|all`."""
+
+import sys
+
+from amana_common.cli import main
+from analytics.main import ENTRY
+
+if __name__ == "__main__":
+    sys.exit(main(ENTRY))

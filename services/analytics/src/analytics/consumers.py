@@ -1,0 +1,121 @@
+"""Handlers of every event analytics reads, keyed by contract class.
+
+Each use case takes a whole batch of events of its kind (`BATCH_HANDLERS`: one statement per
+table for the batch); the one-event handlers (`handlers`) call it with a batch of one. Both
+run in the transaction that records the events in `processed_events`; what they write is also
+idempotent by itself (versions, outcome ranks, chunk indexes), so a replay changes nothing
+even after processed events have been pruned.
+
+Personal data arrives on these topics (names, identifiers, phones, accounts, dates of birth,
+household numbers) and is dropped by `domain` before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from amana_contracts.base import EventData
+from amana_contracts.catalog import all_events
+from amana_contracts.disbursement import (
+    PaymentFailedV1,
+    PaymentReversedV1,
+    PaymentSettledV1,
+    PayrollReconciledV1,
+)
+from amana_contracts.envelope import CloudEvent
+from amana_contracts.payroll import (
+    PayrollApprovedV1,
+    PayrollGeneratedV1,
+    PayrollRejectedV1,
+    ProgrammeCreatedV1,
+    ProgrammeUpdatedV1,
+)
+from amana_contracts.provider import (
+    ProviderReactivatedV1,
+    ProviderRegisteredV1,
+    ProviderSuspendedV1,
+    ProviderUpdatedV1,
+)
+from amana_contracts.registry import (
+    DuplicateFlaggedV1,
+    DuplicateReviewedV1,
+    HouseholdEnrolledV1,
+    HouseholdStatusChangedV1,
+    HouseholdUpdatedV1,
+)
+from analytics import service
+
+Handler = Callable[[AsyncSession, Any, CloudEvent], Awaitable[None]]
+BatchHandler = Callable[[AsyncSession, list[tuple[Any, CloudEvent]]], Awaitable[None]]
+
+
+def batch_handlers(secret: bytes) -> dict[type[EventData], BatchHandler]:
+    """Every event type of every topic, each to the use case that takes a batch of it."""
+
+    async def households(session: AsyncSession, batch: list[tuple[Any, CloudEvent]]) -> None:
+        await service.apply_household_snapshots(session, batch, secret)
+
+    async def payments(session: AsyncSession, batch: list[tuple[Any, CloudEvent]]) -> None:
+        await service.apply_payment_outcomes(session, batch, secret)
+
+    async def duplicates(session: AsyncSession, batch: list[tuple[Any, CloudEvent]]) -> None:
+        await service.apply_duplicate_flags(session, batch, secret)
+
+    handlers: dict[type[EventData], BatchHandler] = {
+        HouseholdEnrolledV1: households,
+        HouseholdUpdatedV1: households,
+        HouseholdStatusChangedV1: households,
+        DuplicateFlaggedV1: duplicates,
+        DuplicateReviewedV1: duplicates,
+        ProviderRegisteredV1: service.apply_provider_snapshots,
+        ProviderUpdatedV1: service.apply_provider_snapshots,
+        ProviderSuspendedV1: service.apply_provider_status,
+        ProviderReactivatedV1: service.apply_provider_status,
+        ProgrammeCreatedV1: service.apply_programmes,
+        ProgrammeUpdatedV1: service.apply_programmes,
+        PayrollGeneratedV1: service.apply_payrolls_generated,
+        PayrollApprovedV1: service.apply_payrolls_approved,
+        PayrollRejectedV1: service.apply_payrolls_rejected,
+        PaymentSettledV1: payments,
+        PaymentFailedV1: payments,
+        PaymentReversedV1: payments,
+        PayrollReconciledV1: service.apply_payrolls_reconciled,
+    }
+    missing = set(all_events()) - set(handlers)
+    if missing:  # a new contract must be read, or said here to be left out
+        raise RuntimeError(f"analytics has no handler for {sorted(m.__name__ for m in missing)}")
+    return handlers
+
+
+def handlers(secret: bytes) -> dict[type[EventData], Handler]:
+    """The same use cases, one event at a time (the consumer's per-event mode)."""
+
+    def one_at_a_time(batch_handler: BatchHandler) -> Handler:
+        async def handle(session: AsyncSession, payload: Any, event: CloudEvent) -> None:
+            await batch_handler(session, [(payload, event)])
+
+        return handle
+
+    return {model: one_at_a_time(h) for model, h in batch_handlers(secret).items()}
+
+
+async def apply_in_order(
+    session: AsyncSession,
+    routes: Mapping[type[EventData], BatchHandler],
+    events: Sequence[tuple[EventData, CloudEvent]],
+) -> None:
+    """Applies a mixed batch: consecutive events of one type go to its handler together, so
+    the batch's order is kept between types."""
+    run: list[tuple[Any, CloudEvent]] = []
+    current: type[EventData] | None = None
+    for payload, event in events:
+        if type(payload) is not current and run:
+            await routes[current](session, run)  # type: ignore[index]
+            run = []
+        current = type(payload)
+        run.append((payload, event))
+    if run and current is not None:
+        await routes[current](session, run)
