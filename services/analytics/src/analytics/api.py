@@ -320,7 +320,7 @@ async def push_report(
             raise _unmapped(error) from error
         out = PushOut.model_validate(record)
         return JSONResponse(
-            _json_ready(out.model_dump()),
+            out.model_dump(mode="json"),
             status_code=201,
             headers={"Location": f"/dhis2/pushes/{out.push_id}"},
         )

@@ -379,7 +379,7 @@ def _bimonth(year: int, month: int) -> tuple[date, date]:
     return _month_span(year, month, 2)
 
 
-MAX_PERIOD_TEXT = 21
+MAX_PERIOD_TEXT = 22
 _RANGE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})$")
 
 

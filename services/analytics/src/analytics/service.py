@@ -950,11 +950,13 @@ async def export_data_value_set(
 
 
 def _rows_with_place_and_period(report: Report, mapping: Dhis2Mapping) -> list[dict[str, Any]]:
-    """Every row with the location its value is reported for (the mapping's root org unit
+    """Every row (but rejected payrolls) with the location its value is reported for (the mapping's root org unit
     for rows of no location) and the day its DHIS2 period is taken from."""
     fixed_day: date | None = report.query.period.start if report.query.period else None
     out = []
     for row in report.rows:
+        if row.get("status") == "rejected":
+            continue  # a rejected payroll paid nothing and is not reported
         day = row.get("period_start") or fixed_day
         if day is None:
             raise Problem(
