@@ -152,6 +152,7 @@ def timeliness_chart(rows: Rows) -> bytes:
     axes.plot(
         x, [r["p90_hours"] or 0 for r in ordered], marker="o", label="p90 hours", color="#f0a33a"
     )
+    axes.set_ylim(bottom=0)
     axes.set_ylabel("hours from approval to settlement")
     axes.set_xticks(x, labels, rotation=30 if len(labels) > 4 else 0, ha="right")
     share = axes.twinx()
