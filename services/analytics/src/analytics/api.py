@@ -36,6 +36,10 @@ PUSHERS = (Role.analyst, Role.admin)
 
 router = APIRouter(responses=PROBLEM_RESPONSES)
 
+# First among a route's parameters: the caller is authenticated before anything else is done.
+Reader = Annotated[Principal, require(*READERS)]
+Pusher = Annotated[Principal, require(*PUSHERS)]
+
 ReportName = Annotated[str, Path(pattern=r"^[a-z_]{1,30}$", description="A report's name")]
 ChartName = Annotated[str, Path(pattern=r"^[a-z_]{1,30}$", description="A chart's name")]
 
@@ -99,7 +103,7 @@ async def _bounded(session: SessionDep, settings: AnalyticsSettings) -> None:
     summary="The reports and what each takes",
     tags=["reports"],
 )
-async def list_reports(principal: Principal = require(*READERS)) -> list[ReportIndexItem]:
+async def list_reports(principal: Reader) -> list[ReportIndexItem]:
     return [
         ReportIndexItem(
             name=spec.name,
@@ -128,10 +132,7 @@ async def list_reports(principal: Principal = require(*READERS)) -> list[ReportI
     tags=["reports"],
 )
 async def get_report(
-    name: ReportName,
-    request: Request,
-    session: SessionDep,
-    principal: Principal = require(*READERS),
+    principal: Reader, name: ReportName, request: Request, session: SessionDep
 ) -> Response:
     spec = _spec(name)
     query = _query(spec, request)
@@ -181,10 +182,7 @@ async def _chart(
     tags=["charts"],
 )
 async def get_chart(
-    chart: ChartName,
-    request: Request,
-    session: SessionDep,
-    principal: Principal = require(*READERS),
+    principal: Reader, chart: ChartName, request: Request, session: SessionDep
 ) -> Response:
     if chart not in CHART_REPORTS:
         raise Problem(
@@ -206,11 +204,7 @@ async def get_chart(
     "own authenticated request.",
     tags=["dashboard"],
 )
-async def get_dashboard(
-    request: Request,
-    session: SessionDep,
-    principal: Principal = require(*READERS),
-) -> HTMLResponse:
+async def get_dashboard(principal: Reader, request: Request, session: SessionDep) -> HTMLResponse:
     spec = REPORTS["summary"]
     query = _query(spec, request, allow=frozenset(spec.filters))
     settings = _settings(request)
@@ -261,10 +255,7 @@ def _unmapped(error: UnmappedElements) -> Problem:
     tags=["dhis2"],
 )
 async def get_data_value_set(
-    name: ReportName,
-    request: Request,
-    session: SessionDep,
-    principal: Principal = require(*READERS),
+    principal: Reader, name: ReportName, request: Request, session: SessionDep
 ) -> JSONResponse:
     spec = _spec(name)
     query = _query(spec, request, allow=frozenset((*spec.filters, *spec.extra)))
@@ -289,11 +280,11 @@ async def get_data_value_set(
     tags=["dhis2"],
 )
 async def push_report(
+    principal: Pusher,
     body: PushIn,
     request: Request,
     session: SessionDep,
     idempotency: IdempotencyDep,
-    principal: Principal = require(*PUSHERS),
 ) -> Response:
     spec = _spec(body.report)
     params = {key: [value] for key, value in body.filters.items()}
@@ -341,10 +332,7 @@ def _with_extra(spec: ReportSpec, extra: tuple[str, ...]) -> ReportSpec:
     tags=["dhis2"],
 )
 async def list_pushes(
-    session: SessionDep,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-    principal: Principal = require(*READERS),
+    principal: Reader, session: SessionDep, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[PushOut]:
     return await service.list_pushes(session, limit, cursor)
 
@@ -355,9 +343,7 @@ async def list_pushes(
     summary="One push to DHIS2 and its import summary",
     tags=["dhis2"],
 )
-async def get_push(
-    push_id: UUID, session: SessionDep, principal: Principal = require(*READERS)
-) -> PushOut:
+async def get_push(principal: Reader, push_id: UUID, session: SessionDep) -> PushOut:
     record = await service.get_push(session, push_id)
     if record is None:
         raise Problem(404, "not-found", "no such push")
