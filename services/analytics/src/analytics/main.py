@@ -2,11 +2,10 @@ from fastapi import FastAPI
 
 from amana_common.app import create_app
 from amana_common.cli import ServiceEntry
-from amana_common.db import Database
-from amana_common.worker import Component
 from analytics.api import router
 from analytics.dhis2 import Dhis2Mapping
 from analytics.settings import AnalyticsSettings
+from analytics.worker import worker_components
 
 
 def create_analytics_app(settings: AnalyticsSettings | None = None) -> FastAPI:
@@ -20,12 +19,6 @@ def create_analytics_app(settings: AnalyticsSettings | None = None) -> FastAPI:
     document = settings.dhis2_mapping_document()
     app.state.dhis2_mapping = Dhis2Mapping.model_validate(document) if document else None
     return app
-
-
-def worker_components(settings: AnalyticsSettings, database: Database) -> list[Component]:
-    from analytics.worker import worker_components as components  # the consumer factory lands
-
-    return list(components(settings, database))
 
 
 ENTRY = ServiceEntry(

@@ -950,8 +950,8 @@ async def export_data_value_set(
 
 
 def _rows_with_place_and_period(report: Report, mapping: Dhis2Mapping) -> list[dict[str, Any]]:
-    """Every row (but rejected payrolls) with the location its value is reported for (the mapping's root org unit
-    for rows of no location) and the day its DHIS2 period is taken from."""
+    """Every row but rejected payrolls', with the location its value is reported for (the
+    mapping's root org unit for rows of no location) and the day its DHIS2 period is of."""
     fixed_day: date | None = report.query.period.start if report.query.period else None
     out = []
     for row in report.rows:

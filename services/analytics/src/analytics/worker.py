@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from amana_common.consumers import event_consumer
-
 from amana_common.db import Database
 from amana_common.worker import Component
 from analytics import consumers
@@ -24,6 +23,7 @@ def ingest_consumer(settings: AnalyticsSettings, database: Database) -> Componen
         consumers.handlers(secret),
         batch_handlers=consumers.batch_handlers(secret),
         on_unknown_type="skip",
+        max_records=settings.ingest_batch_size,
     )
 
 
