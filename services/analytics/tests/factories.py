@@ -269,14 +269,17 @@ def payroll_generated(
     budget: int,
     at: datetime = T0,
 ) -> Event:
+    on_payroll: dict[str, list[int]] = {}
+    for line in lines:
+        on_payroll.setdefault(line.location, []).append(line.amount)
     by_location: dict[str, LocationCountV1] = {}
     for location, eligible in sorted(eligible_by_location.items()):
-        on = [line for line in lines if line.location == location]
+        amounts = on_payroll.get(location, [])
         by_location[location] = LocationCountV1(
             location_code=location,
             eligible=eligible,
-            on_payroll=len(on),
-            amount_minor=sum(line.amount for line in on),
+            on_payroll=len(amounts),
+            amount_minor=sum(amounts),
         )
     return event(
         PayrollGeneratedV1(
