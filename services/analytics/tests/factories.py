@@ -100,7 +100,7 @@ def household(
             is_head=person.head,
             is_primary_recipient=person.head,
             relationship="head" if person.head else "child",
-            sex=person.sex,  # type: ignore[arg-type]
+            sex=person.sex,
             date_of_birth=person.born,
         )
         for index, person in enumerate(people)
@@ -120,7 +120,7 @@ def household(
             member_id=members[0].member_id,
             given_name=GIVEN,
             family_name=FAMILY,
-            sex=head.sex,  # type: ignore[arg-type]
+            sex=head.sex,
             date_of_birth=head.born,
             identifier=IdentifierV1(scheme="national_id", value=NATIONAL_ID),
             phone=PHONE,
@@ -291,7 +291,7 @@ def payroll_generated(
             total_amount_minor=sum(line.amount for line in lines),
             budget_minor=budget,
             eligible_count=sum(eligible_by_location.values()),
-            exclusions=exclusions,  # type: ignore[arg-type]
+            exclusions=exclusions,
             by_location=list(by_location.values()),
             generated_at=at,
         ),
@@ -315,13 +315,13 @@ def payroll_approved(
                     member_id=uid(f"{line.name}/member/0"),
                     given_name=GIVEN,
                     family_name=FAMILY,
-                    sex=line.sex,  # type: ignore[arg-type]
-                    age_band=line.band,  # type: ignore[arg-type]
+                    sex=line.sex,
+                    age_band=line.band,
                     identifier=IdentifierV1(scheme="national_id", value=NATIONAL_ID),
                     phone=PHONE,
                 ),
                 provider_id=uid(f"provider/{line.provider}"),
-                mechanism=line.mechanism,  # type: ignore[arg-type]
+                mechanism=line.mechanism,
                 account=AccountV1(kind="iban", value=IBAN, holder_name=HOLDER),
                 amount_minor=line.amount,
             )
@@ -393,7 +393,7 @@ def failed(
     return event(
         PaymentFailedV1(
             **_payment_fields(cycle, line),
-            outcome=outcome,  # type: ignore[arg-type]
+            outcome=outcome,
             reason_code=reason,
             retryable=outcome == "failed",
             failed_at=at,

@@ -26,8 +26,8 @@ from analytics.main import create_analytics_app
 from analytics.models import REPORTING_TABLES
 from analytics.settings import AnalyticsSettings
 
-from .conftest import SERVICE_DIR
 from .ingest import ingest_batch
+from .kafka_setup import SERVICE_DIR
 from .scenario import scenario
 
 CHROMIUM = "/usr/bin/chromium"

@@ -4,9 +4,7 @@ same (and as computed by hand); a rebuild is refused while the worker runs."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
-from uuid import uuid4
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
@@ -15,20 +13,15 @@ from amana_common.auth import Role
 from amana_common.db import Database
 from amana_common.kafka import reliable_producer
 from amana_common.testing.clients import eventually, running, service_client
-from amana_common.testing.databases import committing_database
-from amana_common.testing.plugin import MigratedDatabase
 from amana_common.testing.service import bearer
-from amana_common.topics import ensure_topics
-from amana_contracts.catalog import EVENTS
-from amana_contracts.envelope import dead_letter_topic, topic_for
+from amana_contracts.envelope import topic_for
 from analytics import rebuild
 from analytics.main import create_analytics_app
-from analytics.models import REPORTING_TABLES
 from analytics.settings import AnalyticsSettings
 from analytics.worker import ingest_consumer
 
-from .conftest import SERVICE_DIR
 from .factories import Event
+from .kafka_setup import TOPICS
 from .scenario import scenario
 
 REPORTS = (
@@ -43,7 +36,6 @@ REPORTS = (
     "duplicates",
     "summary",
 )
-TOPICS = [topic_for(service) for service in EVENTS]
 
 
 async def publish(bootstrap: str, events: list[Event]) -> None:
@@ -58,26 +50,6 @@ async def publish(bootstrap: str, events: list[Event]) -> None:
             )
     finally:
         await producer.stop()
-
-
-@pytest.fixture
-async def setup(
-    migrated_database: MigratedDatabase, kafka_bootstrap: str
-) -> AsyncIterator[tuple[AnalyticsSettings, Database]]:
-    await ensure_topics(kafka_bootstrap, TOPICS + [dead_letter_topic(t) for t in TOPICS])
-    url = await migrated_database("analytics", SERVICE_DIR, "rebuild")
-    settings = AnalyticsSettings(
-        database_url=url,
-        kafka_bootstrap=kafka_bootstrap,
-        environment="test",
-        consumer_name=f"analytics-rebuild-test-{uuid4().hex[:8]}",
-    )
-    async with committing_database(url) as database:
-        from sqlalchemy import text
-
-        async with database.sessionmaker() as session, session.begin():
-            await session.execute(text(f"TRUNCATE {', '.join(REPORTING_TABLES)}, processed_events"))
-        yield settings, database
 
 
 async def snapshot(settings: AnalyticsSettings, database: Database) -> dict[str, Any]:
@@ -113,9 +85,9 @@ async def caught_up(admin: AIOKafkaAdminClient, group: str, ends: dict[Any, int]
 
 
 async def test_rebuild_gives_the_same_reports(
-    setup: tuple[AnalyticsSettings, Database], kafka_bootstrap: str
+    worker: tuple[AnalyticsSettings, Database], kafka_bootstrap: str
 ) -> None:
-    settings, database = setup
+    settings, database = worker
     await publish(kafka_bootstrap, scenario().events)
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await admin.start()

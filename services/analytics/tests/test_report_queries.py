@@ -26,7 +26,7 @@ async def ingested(database: Database, settings: AnalyticsSettings) -> None:
 
 
 async def problem(
-    client: httpx.AsyncClient, path: str, status: int = 422, **params: Any
+    client: httpx.AsyncClient, path: str, params: dict[str, str] | None = None, status: int = 422
 ) -> dict[str, Any]:
     response = await client.get(path, params=params)
     assert response.status_code == status, response.text
@@ -63,7 +63,7 @@ async def problem(
 async def test_bad_filters_are_named(
     client: httpx.AsyncClient, report: str, params: dict[str, str], field: str, slug: str
 ) -> None:
-    body = await problem(client, f"/reports/{report}", **params)
+    body = await problem(client, f"/reports/{report}", params)
     assert body["type"] == f"https://amana.dev/problems/{slug}"
     assert body["errors"][0]["field"] == field
     assert field in body["detail"]
@@ -76,9 +76,9 @@ async def test_a_parameter_given_twice_is_refused(client: httpx.AsyncClient) -> 
 
 
 async def test_unknown_codes_and_reports(client: httpx.AsyncClient, ingested: None) -> None:
-    body = await problem(client, "/reports/outcomes", provider="NOPE")
+    body = await problem(client, "/reports/outcomes", {"provider": "NOPE"})
     assert body["errors"][0]["field"] == "provider"
-    body = await problem(client, "/reports/outcomes", programme="NOPE")
+    body = await problem(client, "/reports/outcomes", {"programme": "NOPE"})
     assert body["errors"][0]["field"] == "programme"
     await problem(client, "/reports/nothing", status=404)
     await problem(client, "/reports/../etc", status=404)

@@ -107,15 +107,16 @@ async def apply_in_order(
     routes: Mapping[type[EventData], BatchHandler],
     events: Sequence[tuple[EventData, CloudEvent]],
 ) -> None:
-    """Applies a mixed batch: consecutive events of one type go to its handler together, so
-    the batch's order is kept between types."""
+    """Applies a mixed batch as the consumer does: consecutive events that go to one handler
+    (settled, failed and reversed payments go to the same) are handed to it together."""
     run: list[tuple[Any, CloudEvent]] = []
-    current: type[EventData] | None = None
+    current: BatchHandler | None = None
     for payload, event in events:
-        if type(payload) is not current and run:
-            await routes[current](session, run)  # type: ignore[index]
+        handler = routes[type(payload)]
+        if handler is not current and run:
+            await current(session, run)  # type: ignore[misc]
             run = []
-        current = type(payload)
+        current = handler
         run.append((payload, event))
     if run and current is not None:
-        await routes[current](session, run)
+        await current(session, run)

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
@@ -41,9 +40,15 @@ T = TypeVar("T")
 
 def pseudonym(secret: bytes, kind: str, value: UUID) -> bytes:
     """A stable key for an aggregate about a person (household, payment, flag) that cannot be
-    traced back without the secret: HMAC-SHA256 over the kind and the id, 16 bytes."""
-    digest = hmac.new(secret, kind.encode() + b":" + value.bytes, hashlib.sha256).digest()
-    return digest[:KEY_BYTES]
+    traced back without the secret: keyed BLAKE2b (a MAC) of the id, personalised by kind,
+    16 bytes."""
+    key = secret if len(secret) <= MAX_BLAKE2B_KEY else hashlib.sha256(secret).digest()
+    return hashlib.blake2b(
+        value.bytes, key=key, person=kind.encode()[:16], digest_size=KEY_BYTES
+    ).digest()
+
+
+MAX_BLAKE2B_KEY = 64
 
 
 # --- locations --------------------------------------------------------------------------------
@@ -265,17 +270,21 @@ class Deltas:
     changes: dict[tuple[object, ...], list[int]] = field(default_factory=dict)
 
     def add(self, contributions: Mapping[K, int | tuple[int, ...]]) -> None:
+        changes = self.changes
         for key, value in contributions.items():
             values = (value,) if isinstance(value, int) else value
-            held = self.changes.setdefault(key, [0] * self.width)  # type: ignore[arg-type]
-            for index, amount in enumerate(values):
-                held[index] += amount
+            held = changes.get(key)  # type: ignore[call-overload]
+            if held is None:
+                changes[key] = list(values)  # type: ignore[index]
+            else:
+                for index, amount in enumerate(values):
+                    held[index] += amount
 
     def rows(self) -> list[tuple[tuple[object, ...], list[int]]]:
         """Non-zero changes in key order: concurrent writers lock rows in the same order."""
         return sorted(
             ((key, values) for key, values in self.changes.items() if any(values)),
-            key=lambda item: tuple(str(part) for part in item[0]),
+            key=lambda item: item[0],  # every position holds one type: ids, codes, dates
         )
 
 

@@ -208,46 +208,74 @@ async def lock_payment_facts(session: AsyncSession, keys: list[bytes]) -> dict[b
     return {row.payment_key: PaymentRow(*row) for row in result}
 
 
+async def insert_new_payment_facts(session: AsyncSession, rows: Sequence[PaymentRow]) -> set[bytes]:
+    """Inserts the payments not held yet; answers their keys."""
+    if not rows:
+        return set()
+    result = await session.execute(
+        text(
+            f"""
+            INSERT INTO payment_facts ({_PAYMENT_COLUMNS})
+            {_PAYMENT_ROWS}
+            ON CONFLICT (payment_key) DO NOTHING
+            RETURNING payment_key
+            """
+        ),
+        _payment_parameters(rows),
+    )
+    return set(result.scalars())
+
+
 async def upsert_payment_facts(session: AsyncSession, rows: Sequence[PaymentRow]) -> None:
+    """Replaces held outcomes with ones of a higher rank."""
     if not rows:
         return
     await session.execute(
         text(
             f"""
             INSERT INTO payment_facts AS f ({_PAYMENT_COLUMNS})
-            SELECT * FROM unnest(CAST(:keys AS bytea[]), CAST(:payrolls AS uuid[]),
-                CAST(:programmes AS uuid[]), CAST(:cycles AS uuid[]),
-                CAST(:locations AS text[]), CAST(:providers AS uuid[]),
-                CAST(:mechanisms AS text[]), CAST(:sexes AS text[]), CAST(:bands AS text[]),
-                CAST(:currencies AS text[]), CAST(:amounts AS bigint[]),
-                CAST(:fees AS bigint[]), CAST(:outcomes AS text[]), CAST(:reasons AS text[]),
-                CAST(:times AS timestamptz[]), CAST(:ranks AS smallint[]))
+            {_PAYMENT_ROWS}
             ON CONFLICT (payment_key) DO UPDATE SET
                 outcome = excluded.outcome, reason_code = excluded.reason_code,
                 outcome_at = excluded.outcome_at, rank = excluded.rank,
                 fee_minor = excluded.fee_minor
             WHERE f.rank < excluded.rank
-            """  # noqa: S608 - a constant column list
+            """
         ),
-        {
-            "keys": [r.payment_key for r in rows],
-            "payrolls": [r.payroll_id for r in rows],
-            "programmes": [r.programme_id for r in rows],
-            "cycles": [r.cycle_id for r in rows],
-            "locations": [r.location_code for r in rows],
-            "providers": [r.provider_id for r in rows],
-            "mechanisms": [r.mechanism for r in rows],
-            "sexes": [r.sex for r in rows],
-            "bands": [r.age_band for r in rows],
-            "currencies": [r.currency for r in rows],
-            "amounts": [r.amount_minor for r in rows],
-            "fees": [r.fee_minor for r in rows],
-            "outcomes": [r.outcome for r in rows],
-            "reasons": [r.reason_code for r in rows],
-            "times": [r.outcome_at for r in rows],
-            "ranks": [r.rank for r in rows],
-        },
+        _payment_parameters(rows),
     )
+
+
+_PAYMENT_ROWS = """
+    SELECT * FROM unnest(CAST(:keys AS bytea[]), CAST(:payrolls AS uuid[]),
+        CAST(:programmes AS uuid[]), CAST(:cycles AS uuid[]),
+        CAST(:locations AS text[]), CAST(:providers AS uuid[]),
+        CAST(:mechanisms AS text[]), CAST(:sexes AS text[]), CAST(:bands AS text[]),
+        CAST(:currencies AS text[]), CAST(:amounts AS bigint[]),
+        CAST(:fees AS bigint[]), CAST(:outcomes AS text[]), CAST(:reasons AS text[]),
+        CAST(:times AS timestamptz[]), CAST(:ranks AS smallint[]))
+"""
+
+
+def _payment_parameters(rows: Sequence[PaymentRow]) -> dict[str, list[Any]]:
+    return {
+        "keys": [r.payment_key for r in rows],
+        "payrolls": [r.payroll_id for r in rows],
+        "programmes": [r.programme_id for r in rows],
+        "cycles": [r.cycle_id for r in rows],
+        "locations": [r.location_code for r in rows],
+        "providers": [r.provider_id for r in rows],
+        "mechanisms": [r.mechanism for r in rows],
+        "sexes": [r.sex for r in rows],
+        "bands": [r.age_band for r in rows],
+        "currencies": [r.currency for r in rows],
+        "amounts": [r.amount_minor for r in rows],
+        "fees": [r.fee_minor for r in rows],
+        "outcomes": [r.outcome for r in rows],
+        "reasons": [r.reason_code for r in rows],
+        "times": [r.outcome_at for r in rows],
+        "ranks": [r.rank for r in rows],
+    }
 
 
 async def add_payment_totals(

@@ -54,7 +54,6 @@ from analytics.domain import (
     Deltas,
     HouseholdRow,
     Interval,
-    PaymentRow,
     ReportSpec,
     hours,
     household_contributions,
@@ -115,20 +114,26 @@ def _move_household(
 async def apply_payment_outcomes(
     session: AsyncSession, batch: Sequence[tuple[PaymentEventV1, CloudEvent]], secret: bytes
 ) -> None:
-    """Each payment's outcome of the highest rank is kept; the totals follow."""
+    """Each payment's outcome of the highest rank is kept; the totals follow. Most outcomes
+    are a payment's first: those are inserted at once, and only the others are read back."""
     rows = winners(
         (payment_row(payload, secret) for payload, _ in batch),
         key=lambda row: row.payment_key,
         beats=supersedes,
     )
     await repository.ensure_locations(session, location_rows({r.location_code for r in rows}))
-    held = await repository.lock_payment_facts(session, sorted(r.payment_key for r in rows))
-    changed = [row for row in rows if supersedes(row, held.get(row.payment_key))]
     totals = Deltas(3)
+    first = await repository.insert_new_payment_facts(session, rows)
+    seen_before = sorted(r.payment_key for r in rows if r.payment_key not in first)
+    held = await repository.lock_payment_facts(session, seen_before) if seen_before else {}
+    changed = [
+        row for row in rows if row.payment_key in held and supersedes(row, held[row.payment_key])
+    ]
+    for row in rows:
+        if row.payment_key in first:
+            totals.add(payment_contribution(row, 1))
     for row in changed:
-        old: PaymentRow | None = held.get(row.payment_key)
-        if old is not None:
-            totals.add(payment_contribution(old, -1))
+        totals.add(payment_contribution(held[row.payment_key], -1))
         totals.add(payment_contribution(row, 1))
     await repository.upsert_payment_facts(session, changed)
     await repository.add_payment_totals(session, totals.rows())

@@ -1,0 +1,84 @@
+"""The worker's consumer on the real broker, in batch mode: valid events are applied, a
+message that is not a CloudEvent or whose data breaks its contract goes to the DLQ with its
+reason, an event of an unknown type is counted and skipped, and the rest is applied."""
+
+from __future__ import annotations
+
+import json
+from uuid import uuid4
+
+from prometheus_client import REGISTRY
+from sqlalchemy import func, select
+
+from amana_common.db import Database
+from amana_common.inbox import DLQ_REASON
+from amana_common.kafka import reliable_producer
+from amana_common.testing.clients import TopicReader, eventually, running
+from amana_contracts.envelope import CloudEvent, dead_letter_topic, topic_for
+from analytics.models import PaymentFact
+from analytics.settings import AnalyticsSettings
+from analytics.worker import ingest_consumer
+
+from .factories import settled
+from .scenario import CYCLE, L1, L2, at
+
+DISBURSEMENT = topic_for("disbursement")
+
+
+async def test_bad_messages_go_to_the_dlq_and_the_rest_is_applied(
+    worker: tuple[AnalyticsSettings, Database], kafka_bootstrap: str
+) -> None:
+    settings, database = worker
+    first, second = settled(CYCLE, L1, at(5, 10))[1], settled(CYCLE, L2, at(6, 10))[1]
+    broken = first.model_copy(update={"id": uuid4(), "data": {**first.data, "amount_minor": -5}})
+    unknown = first.model_copy(
+        update={"id": uuid4(), "type": "amana.disbursement.PaymentTeleported.v1"}
+    )
+    messages = [
+        (b"k1", first.model_dump_json().encode()),
+        (b"k1", b"this is not a CloudEvent"),
+        (b"k1", broken.model_dump_json().encode()),
+        (b"k1", unknown.model_dump_json().encode()),
+        (b"k2", second.model_dump_json().encode()),
+    ]
+    skipped_before = _count(settings.consumer_name, "skipped")
+    async with TopicReader(kafka_bootstrap, dead_letter_topic(DISBURSEMENT)) as dlq:
+        producer = reliable_producer(kafka_bootstrap, "analytics-test")
+        await producer.start()
+        try:
+            for key, value in messages:
+                await producer.send_and_wait(DISBURSEMENT, value=value, key=key)
+        finally:
+            await producer.stop()
+        async with running(ingest_consumer(settings, database)):
+            await eventually(lambda: _payments(database), timeout_s=60)
+            records = await dlq.read_until(
+                lambda rs: sum(1 for r in rs if _mine(r.value, broken)) >= 2, timeout_s=60
+            )
+    assert await _payments(database) == 2
+    reasons = [dict(r.headers)[DLQ_REASON].decode() for r in records if _mine(r.value, broken)]
+    assert any("not a valid CloudEvent" in reason for reason in reasons)
+    assert any("amount_minor" in reason for reason in reasons)
+    assert _count(settings.consumer_name, "skipped") == skipped_before + 1
+
+
+def _mine(value: bytes | None, broken: CloudEvent) -> bool:
+    if value == b"this is not a CloudEvent":
+        return True
+    try:
+        return bool(json.loads(value or b"{}").get("id") == str(broken.id))
+    except ValueError:
+        return False
+
+
+async def _payments(database: Database) -> int:
+    async with database.sessionmaker() as session:
+        count = await session.scalar(select(func.count()).select_from(PaymentFact))
+    return int(count or 0) if (count or 0) >= 2 else 0
+
+
+def _count(consumer: str, outcome: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "amana_consumer_batch_events_total", {"consumer": consumer, "outcome": outcome}
+    )
+    return value or 0.0
