@@ -40,7 +40,7 @@ from services.analytics.tests import factories  # noqa: E402
 
 from amana_common.auth import Role  # noqa: E402
 from amana_common.db import create_database  # noqa: E402
-from amana_common.kafka import reliable_producer  # noqa: E402
+from amana_common.kafka import KafkaConnection, reliable_producer  # noqa: E402
 from amana_common.testing.clients import free_port, service_client  # noqa: E402
 from amana_common.testing.databases import migrated_test_database  # noqa: E402
 from amana_common.testing.infrastructure import LocalBroker, provide_infrastructure  # noqa: E402
@@ -139,7 +139,7 @@ def check_contracts() -> None:
 
 async def produce(bootstrap: str, count: int) -> float:
     started = time.monotonic()
-    producer = reliable_producer(bootstrap, "bench-analytics")
+    producer = reliable_producer(KafkaConnection(bootstrap), "bench-analytics")
     await producer.start()
     try:
         pending = []
@@ -179,7 +179,7 @@ async def ingest(
     await admin.start()
     stop = asyncio.Event()
     started, cpu = time.monotonic(), time.process_time()
-    task = asyncio.create_task(component.run(stop))  # type: ignore[attr-defined]
+    task = asyncio.create_task(component.run(stop))
     try:
         while True:
             await asyncio.sleep(0.5)
@@ -290,7 +290,7 @@ async def main(payments: int, ingest_only: bool = False) -> int:
         broker = LocalBroker(Path(state), free_port())
         broker.start()
         try:
-            await ensure_topics(broker.bootstrap, [TOPIC, f"{TOPIC}.dlq"])
+            await ensure_topics(KafkaConnection(broker.bootstrap), [TOPIC, f"{TOPIC}.dlq"])
             produced_s = await produce(broker.bootstrap, payments)
             print(
                 f"produced {payments:,} payment events in {produced_s:.1f}s (not timed)", flush=True

@@ -11,6 +11,7 @@ from uuid import uuid4
 from sqlalchemy import text
 
 from amana_common.db import Database
+from amana_common.kafka import KafkaConnection
 from amana_common.testing.databases import committing_database
 from amana_common.testing.plugin import MigratedDatabase
 from amana_common.topics import ensure_topics
@@ -27,7 +28,9 @@ TOPICS = [topic_for(service) for service in EVENTS]
 async def worker_surroundings(
     migrated_database: MigratedDatabase, kafka_bootstrap: str, purpose: str
 ) -> AsyncIterator[tuple[AnalyticsSettings, Database]]:
-    await ensure_topics(kafka_bootstrap, TOPICS + [dead_letter_topic(t) for t in TOPICS])
+    await ensure_topics(
+        KafkaConnection(kafka_bootstrap), TOPICS + [dead_letter_topic(t) for t in TOPICS]
+    )
     url = await migrated_database("analytics", SERVICE_DIR, purpose)
     settings = AnalyticsSettings(
         database_url=url,

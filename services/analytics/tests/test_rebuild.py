@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from amana_common.auth import Role
 from amana_common.db import Database
-from amana_common.kafka import reliable_producer
+from amana_common.kafka import KafkaConnection, reliable_producer
 from amana_common.testing.clients import eventually, running, service_client
 from amana_common.testing.service import bearer
 from amana_contracts.envelope import topic_for
@@ -39,7 +39,7 @@ REPORTS = (
 
 
 async def publish(bootstrap: str, events: list[Event]) -> None:
-    producer = reliable_producer(bootstrap, "analytics-test")
+    producer = reliable_producer(KafkaConnection(bootstrap), "analytics-test")
     await producer.start()
     try:
         for _, envelope in events:

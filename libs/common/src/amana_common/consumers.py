@@ -341,8 +341,9 @@ class EventConsumer:
                     events = [ready.event for ready in run]
                     first = await record_first_deliveries(session, self.name, events)
                     fresh = _first_of_each(run, first)
-                    for route, group in groupby(fresh, key=lambda ready: ready.route):
-                        await _apply_group(session, route, list(group))
+                    for _, group in groupby(fresh, key=_handled_together):
+                        items = list(group)
+                        await _apply_group(session, items[0].route, items)
             except Exception as error:
                 reason = describe(error)
                 record_outcome(span, "one_by_one", reason)
@@ -531,6 +532,12 @@ def _first_of_each(run: list[_Ready], first: set[UUID]) -> list[_Ready]:
     return fresh
 
 
+def _handled_together(ready: _Ready) -> object:
+    """Consecutive records go to their batch handler together, whatever their contract: one
+    handler may take several (settled, failed and reversed payments)."""
+    return ready.route.batch_handler or ready.route
+
+
 async def _apply_group(session: AsyncSession, route: _Route, group: list[_Ready]) -> None:
     if route.batch_handler is not None:
         await route.batch_handler(session, [(ready.payload, ready.event) for ready in group])
@@ -570,6 +577,7 @@ def event_consumer(
         max_consecutive_dead_letters=settings.consumer_max_consecutive_dead_letters,
         retry_backoff_s=settings.consumer_retry_backoff_s,
         max_backoff_s=settings.consumer_max_backoff_s,
+        max_records=settings.consumer_max_records,
     )
     return EventConsumer(
         name,

@@ -232,6 +232,9 @@ class ServiceSettings(KafkaSettings):
     )
     consumer_retry_backoff_s: float = Field(default=0.5, gt=0)
     consumer_max_backoff_s: float = Field(default=30, gt=0)
+    consumer_max_records: int = Field(
+        default=500, ge=1, le=20_000, description="Records a consumer takes per poll at most"
+    )
     processed_events_retention_days: int = Field(
         default=7, ge=1, description="at least the topics' retention, so a redelivery is known"
     )

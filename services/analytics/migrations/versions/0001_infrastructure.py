@@ -7,7 +7,11 @@ Create Date: 2026-01-01
 
 from collections.abc import Sequence
 
-from amana_common.migrations import create_infrastructure_tables, drop_infrastructure_tables
+from amana_common.migrations import (
+    create_infrastructure_tables,
+    drop_infrastructure_tables,
+    park_outbox_rows,
+)
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -17,6 +21,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     create_infrastructure_tables()
+    park_outbox_rows()
 
 
 def downgrade() -> None:

@@ -30,6 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from amana_common.db import Database, create_database
+from amana_common.kafka import KafkaConnection, admin_client, kafka_connection
 from amana_common.observability import configure_logging
 from analytics import repository
 from analytics.settings import AnalyticsSettings
@@ -85,12 +86,12 @@ async def topic_partitions(
 
 
 async def reset_to_beginning(
-    bootstrap: str, group: str, partitions: list[TopicPartition]
+    connection: KafkaConnection, group: str, partitions: list[TopicPartition]
 ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
     """Commits the first offset of every partition for `group`; answers where each begins
     and ends."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        **connection.client_kwargs(), group_id=group, enable_auto_commit=False
     )
     await consumer.start()
     try:
@@ -119,7 +120,8 @@ async def rebuild(
     group = settings.consumer_name
     component = ingest_consumer(settings, database)
     topics: Sequence[str] = component.topics  # type: ignore[attr-defined]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    connection = kafka_connection(settings)
+    admin = admin_client(connection)
     await admin.start()
     try:
         if await group_members(admin, group):
@@ -129,7 +131,7 @@ async def rebuild(
         async with database.sessionmaker() as session, session.begin():
             await repository.empty_reporting_tables(session, group)
         partitions = await topic_partitions(admin, topics)
-        beginnings, ends = await reset_to_beginning(settings.kafka_bootstrap, group, partitions)
+        beginnings, ends = await reset_to_beginning(connection, group, partitions)
         await _replay_until(component, admin, group, ends, started + timeout_s)
         events = sum(ends[tp] - beginnings[tp] for tp in ends)
     finally:

@@ -31,7 +31,9 @@ class AnalyticsSettings(ServiceSettings):
         default=DEFAULT_PSEUDONYM_KEY,
         description="HMAC key of the pseudonymous keys of households, payments and flags",
     )
-    ingest_batch_size: int = Field(default=2000, ge=1, le=20_000)
+    consumer_max_records: int = Field(
+        default=2000, ge=1, le=20_000, description="Events per poll, applied in one transaction"
+    )
     report_max_rows: int = Field(default=10_000, ge=1, le=1_000_000)
     report_statement_timeout_s: float = Field(default=30, gt=0)
 

@@ -23,7 +23,6 @@ def ingest_consumer(settings: AnalyticsSettings, database: Database) -> Componen
         consumers.handlers(secret),
         batch_handlers=consumers.batch_handlers(secret),
         on_unknown_type="skip",
-        max_records=settings.ingest_batch_size,
     )
 
 
