@@ -46,8 +46,9 @@ from amana_common.testing.databases import migrated_test_database  # noqa: E402
 from amana_common.testing.infrastructure import LocalBroker, provide_infrastructure  # noqa: E402
 from amana_common.testing.service import bearer  # noqa: E402
 from amana_common.topics import ensure_topics  # noqa: E402
+from amana_contracts.catalog import EVENTS  # noqa: E402
 from amana_contracts.disbursement import PaymentFailedV1, PaymentSettledV1  # noqa: E402
-from amana_contracts.envelope import CloudEvent  # noqa: E402
+from amana_contracts.envelope import CloudEvent, topic_for  # noqa: E402
 from analytics import consumers, rebuild  # noqa: E402
 from analytics.main import create_analytics_app  # noqa: E402
 from analytics.settings import AnalyticsSettings  # noqa: E402
@@ -290,7 +291,11 @@ async def main(payments: int, ingest_only: bool = False) -> int:
         broker = LocalBroker(Path(state), free_port())
         broker.start()
         try:
-            await ensure_topics(KafkaConnection(broker.bootstrap), [TOPIC, f"{TOPIC}.dlq"])
+            # Every topic the worker reads: it waits for the ones that do not exist yet.
+            topics = [topic_for(service) for service in EVENTS]
+            await ensure_topics(
+                KafkaConnection(broker.bootstrap), topics + [f"{topic}.dlq" for topic in topics]
+            )
             produced_s = await produce(broker.bootstrap, payments)
             print(
                 f"produced {payments:,} payment events in {produced_s:.1f}s (not timed)", flush=True

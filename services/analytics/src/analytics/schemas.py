@@ -16,7 +16,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from amana_common.validation import LOCATION_CODE_PATTERN
+from amana_common.validation import LOCATION_CODE_PATTERN, Text
 from analytics.domain import (
     INTERVAL_PERIOD_TYPE,
     Interval,
@@ -176,7 +176,7 @@ class PushIn(BaseModel):
     report: ReportName
     filters: dict[
         Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,20}$")],
-        Annotated[str, StringConstraints(max_length=MAX_VALUE_LENGTH)],
+        Annotated[str, Text(min_length=1, max_length=MAX_VALUE_LENGTH)],
     ] = Field(default_factory=dict, max_length=10, description="The report's query parameters")
     dry_run: bool = Field(default=False, description="Ask DHIS2 to check without saving")
 
