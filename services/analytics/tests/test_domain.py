@@ -14,7 +14,6 @@ from analytics.domain import (
     check_level,
     household_contributions,
     household_row,
-    location_rows,
     parse_period,
     payment_row,
     percentile,
@@ -36,17 +35,6 @@ def test_pseudonyms_are_stable_keyed_and_per_kind() -> None:
     assert key != pseudonym(SECRET, "payment", ID)
     assert key != pseudonym(b"x" * 32, "household", ID)
     assert ID.bytes not in key and ID.hex.encode() not in key
-
-
-def test_every_ancestor_of_a_location_is_a_level() -> None:
-    rows = location_rows(["KE-047-0101", "KE-047.5", "KE-030"])
-    assert [(r.code, r.level, r.ancestors) for r in rows] == [
-        ("KE", 1, ("KE",)),
-        ("KE-030", 2, ("KE", "KE-030")),
-        ("KE-047", 2, ("KE", "KE-047")),
-        ("KE-047-0101", 3, ("KE", "KE-047", "KE-047-0101")),
-        ("KE-047.5", 3, ("KE", "KE-047", "KE-047.5")),
-    ]
 
 
 def test_levels_default_below_the_location_and_never_above_it() -> None:

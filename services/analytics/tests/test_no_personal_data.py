@@ -39,7 +39,6 @@ UUID, TEXT, INT, BIG, SMALL, DATE, TIME, BYTES = (
     "bytea",
 )
 ALLOWED: dict[str, dict[str, str]] = {
-    "locations": {"code": TEXT, "level": SMALL, "ancestors": "ARRAY"},
     "programmes": {
         "programme_id": UUID,
         "code": TEXT,

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -36,12 +36,6 @@ def _int(name: str, kind: type[sa.types.TypeEngine[int]] = sa.Integer) -> sa.Col
 
 
 def upgrade() -> None:
-    op.create_table(
-        "locations",
-        _text("code", LOCATION, primary_key=True),
-        _int("level", sa.SmallInteger),
-        sa.Column("ancestors", ARRAY(sa.String(LOCATION)), nullable=False),
-    )
     op.create_table(
         "programmes",
         _uuid("programme_id", primary_key=True),
@@ -233,6 +227,5 @@ def downgrade() -> None:
         "payrolls",
         "providers",
         "programmes",
-        "locations",
     ):
         op.drop_table(table)

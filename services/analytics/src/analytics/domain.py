@@ -54,25 +54,6 @@ MAX_BLAKE2B_KEY = 64
 # --- locations --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LocationRow:
-    code: str
-    level: int
-    ancestors: tuple[str, ...]
-
-
-def location_rows(codes: Iterable[str]) -> list[LocationRow]:
-    """Every code and every ancestor of it, each once, with its level (the outermost is 1)."""
-    seen: dict[str, LocationRow] = {}
-    for code in codes:
-        chain = ancestors_or_self(code)
-        for depth in range(1, len(chain) + 1):
-            ancestor = chain[depth - 1]
-            if ancestor not in seen:
-                seen[ancestor] = LocationRow(ancestor, depth, tuple(chain[:depth]))
-    return sorted(seen.values(), key=lambda row: row.code)
-
-
 def location_level(code: str) -> int:
     return len(ancestors_or_self(code))
 

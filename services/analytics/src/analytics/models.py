@@ -29,7 +29,7 @@ from sqlalchemy import (
     String,
     Text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from amana_common.db import new_metadata
@@ -43,16 +43,6 @@ KEY_BYTES = 16
 
 class Base(DeclarativeBase):
     metadata = new_metadata()
-
-
-class Location(Base):
-    """Every location code seen, with its ancestors (outermost first, itself last)."""
-
-    __tablename__ = "locations"
-
-    code: Mapped[str] = mapped_column(String(LOCATION), primary_key=True)
-    level: Mapped[int] = mapped_column(SmallInteger)
-    ancestors: Mapped[list[str]] = mapped_column(ARRAY(String(LOCATION)))
 
 
 class Programme(Base):
@@ -280,7 +270,6 @@ class Dhis2Push(Base):
 
 
 REPORTING_TABLES: tuple[str, ...] = (
-    "locations",
     "programmes",
     "providers",
     "payrolls",

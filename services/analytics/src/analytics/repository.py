@@ -3,7 +3,7 @@ rows passed as arrays and unnested by PostgreSQL), and the grouped reads of the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -11,11 +11,9 @@ from uuid import UUID
 
 from sqlalchemy import (
     ColumnElement,
-    FromClause,
     and_,
     case,
     func,
-    literal,
     literal_column,
     or_,
     select,
@@ -24,13 +22,12 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amana_common.tables import processed_events
-from analytics.domain import HouseholdRow, LocationRow, PaymentRow
+from analytics.domain import HouseholdRow, PaymentRow
 from analytics.models import (
     REPORTING_TABLES,
     Dhis2Push,
     DuplicateFlag,
     HouseholdTotal,
-    Location,
     MemberTotal,
     PaymentFact,
     PaymentTotal,
@@ -44,32 +41,6 @@ from analytics.models import (
 )
 
 # --- writes -----------------------------------------------------------------------------------
-
-
-async def ensure_locations(session: AsyncSession, rows: Sequence[LocationRow]) -> None:
-    if not rows:
-        return
-    await session.execute(
-        text(
-            """
-            INSERT INTO locations (code, level, ancestors)
-            SELECT code, level, string_to_array(ancestors, ' ')
-            FROM unnest(CAST(:codes AS text[]), CAST(:levels AS int[]),
-                        CAST(:ancestors AS text[])) AS r(code, level, ancestors)
-            ON CONFLICT (code) DO NOTHING
-            """
-        ),
-        {
-            "codes": [row.code for row in rows],
-            "levels": [row.level for row in rows],
-            "ancestors": [" ".join(row.ancestors) for row in rows],
-        },
-    )
-
-
-async def known_locations(session: AsyncSession, codes: Iterable[str]) -> set[str]:
-    result = await session.scalars(select(Location.code).where(Location.code.in_(set(codes))))
-    return set(result)
 
 
 async def lock_household_facts(
@@ -518,19 +489,24 @@ class Scope:
     provider_ids: tuple[UUID, ...] | None = None
 
 
-def location_rollup(level: int) -> ColumnElement[str]:
-    """The ancestor of a location at `level`, or the location itself when it is shallower."""
-    return literal_column(f"locations.ancestors[LEAST({int(level)}, locations.level)]")
+def location_rollup(column: Any, level: int) -> ColumnElement[str]:
+    """The ancestor of a location code at `level` (the code cut after its `level`-th part, at
+    `-` or `.`), or the code itself when it is shallower."""
+    return func.substring(column, f"^((?:[^.-]+[.-]){{0,{int(level) - 1}}}[^.-]+)")
 
 
-def _with_locations(source: FromClause, location_column: Any) -> FromClause:
-    return source.join(Location, Location.code == location_column)
-
-
-def _location_filter(scope: Scope) -> list[ColumnElement[bool]]:
+def _location_filter(scope: Scope, column: Any) -> list[ColumnElement[bool]]:
+    """The location and every code below it (`KE-047` covers `KE-047-0101`, not `KE-0470`)."""
     if scope.location is None:
         return []
-    return [literal(scope.location) == Location.ancestors.any_()]
+    area = scope.location
+    return [
+        or_(
+            column == area,
+            func.starts_with(column, area + "-"),
+            func.starts_with(column, area + "."),
+        )
+    ]
 
 
 def _payroll_period(scope: Scope, payroll_column: Any) -> list[ColumnElement[bool]]:
@@ -561,7 +537,7 @@ def payment_dimensions(table: Any, level: int) -> dict[str, Any]:
         "programme": table.programme_id,
         "cycle": table.cycle_id,
         "payroll": table.payroll_id,
-        "location": location_rollup(level),
+        "location": location_rollup(table.location_code, level),
         "provider": table.provider_id,
         "mechanism": table.mechanism,
         "sex": table.sex,
@@ -614,11 +590,11 @@ async def payment_outcomes(
             )
         measures.append(func.sum(t.fee_minor).label("fees_minor"))
     dims["currency"] = t.currency
-    statement = select(*measures).select_from(_with_locations(t.__table__, t.location_code))
+    statement = select(*measures).select_from(t.__table__)
     where = [
         *_programme_cycle(scope, t),
         *_provider(scope, t),
-        *_location_filter(scope),
+        *_location_filter(scope, t.location_code),
         *_payroll_period(scope, t.payroll_id),
     ]
     if reasons:
@@ -635,11 +611,11 @@ async def payroll_lines(
     dims = {**payment_dimensions(t, scope.level), "currency": t.currency}
     statement = select(
         func.sum(t.lines).label("on_payroll"), func.sum(t.amount_minor).label("amount_minor")
-    ).select_from(_with_locations(t.__table__, t.location_code))
+    ).select_from(t.__table__)
     where = [
         *_programme_cycle(scope, t),
         *_provider(scope, t),
-        *_location_filter(scope),
+        *_location_filter(scope, t.location_code),
         *_payroll_period(scope, t.payroll_id),
         t.payroll_id.in_(select(Payroll.payroll_id).where(Payroll.rejected_at.is_(None))),
     ]
@@ -665,17 +641,13 @@ async def settlement_delays(
             func.percentile_cont(0.9).within_group(delay).label("p90_s"),
             func.count().filter(f.outcome_at < window_close).label("within_window"),
         )
-        .select_from(
-            _with_locations(f.__table__, f.location_code).join(
-                Payroll, Payroll.payroll_id == f.payroll_id
-            )
-        )
+        .select_from(f.__table__.join(Payroll, Payroll.payroll_id == f.payroll_id))
         .where(
             f.outcome == "settled",
             Payroll.approved_at.is_not(None),
             *_programme_cycle(scope, f),
             *_provider(scope, f),
-            *_location_filter(scope),
+            *_location_filter(scope, f.location_code),
             *_payroll_period(scope, f.payroll_id),
         )
     )
@@ -736,7 +708,7 @@ async def payroll_locations(
         "programme": Payroll.programme_id,
         "cycle": Payroll.cycle_id,
         "payroll": t.payroll_id,
-        "location": location_rollup(scope.level),
+        "location": location_rollup(t.location_code, scope.level),
     }
     statement = (
         select(
@@ -744,15 +716,11 @@ async def payroll_locations(
             func.sum(t.on_payroll).label("on_payroll"),
             func.sum(t.amount_minor).label("amount_minor"),
         )
-        .select_from(
-            _with_locations(t.__table__, t.location_code).join(
-                Payroll, Payroll.payroll_id == t.payroll_id
-            )
-        )
+        .select_from(t.__table__.join(Payroll, Payroll.payroll_id == t.payroll_id))
         .where(
             Payroll.rejected_at.is_(None),
             *_programme_cycle(scope, Payroll),
-            *_location_filter(scope),
+            *_location_filter(scope, t.location_code),
             *_payroll_period(scope, t.payroll_id),
         )
     )
@@ -769,7 +737,7 @@ async def households(
 ) -> list[dict[str, Any]]:
     t = HouseholdTotal
     dims: dict[str, Any] = {
-        "location": location_rollup(scope.level),
+        "location": location_rollup(t.location_code, scope.level),
         "status": t.status,
         "head_sex": t.head_sex,
         "head_age_band": t.head_age_band,
@@ -778,8 +746,8 @@ async def households(
         dims["period_start"] = func.date_trunc(interval, t.enrolled_on).cast(date_type())
     statement = select(
         func.sum(t.households).label("households"), func.sum(t.members).label("members")
-    ).select_from(_with_locations(t.__table__, t.location_code))
-    where = [*_location_filter(scope), *_enrolled_in(scope, t.enrolled_on)]
+    ).select_from(t.__table__)
+    where = [*_location_filter(scope, t.location_code), *_enrolled_in(scope, t.enrolled_on)]
     if exclude_exited:
         where.append(t.status != "exited")
     statement = _grouped(statement.where(*where), dims, group_by).having(
@@ -809,16 +777,16 @@ async def members(
 ) -> list[dict[str, Any]]:
     t = MemberTotal
     dims: dict[str, Any] = {
-        "location": location_rollup(scope.level),
+        "location": location_rollup(t.location_code, scope.level),
         "status": t.status,
         "sex": t.sex,
         "age_band": t.age_band,
     }
-    statement = select(func.sum(t.members).label("members")).select_from(
-        _with_locations(t.__table__, t.location_code)
-    )
+    statement = select(func.sum(t.members).label("members")).select_from(t.__table__)
     statement = _grouped(
-        statement.where(*_location_filter(scope), *_enrolled_in(scope, t.enrolled_on)),
+        statement.where(
+            *_location_filter(scope, t.location_code), *_enrolled_in(scope, t.enrolled_on)
+        ),
         dims,
         group_by,
     ).having(func.sum(t.members) != 0)
@@ -831,7 +799,7 @@ async def duplicate_reviews(
     t = DuplicateFlag
     decision_s = func.extract("epoch", t.decided_at - t.flagged_at)
     dims: dict[str, Any] = {
-        "location": location_rollup(scope.level),
+        "location": location_rollup(t.location_code, scope.level),
         "decision": func.coalesce(t.decision, "open"),
     }
     statement = select(
@@ -841,8 +809,8 @@ async def duplicate_reviews(
         func.min(t.flagged_at).filter(t.decided_at.is_(None)).label("oldest_open_flagged_at"),
         func.percentile_cont(0.5).within_group(decision_s).label("median_decision_s"),
         func.percentile_cont(0.9).within_group(decision_s).label("p90_decision_s"),
-    ).select_from(_with_locations(t.__table__, t.location_code))
-    where = [*_location_filter(scope)]
+    ).select_from(t.__table__)
+    where = [*_location_filter(scope, t.location_code)]
     if scope.period is not None:
         start, end = scope.period
         where += [t.flagged_at >= _midnight(start), t.flagged_at < _midnight(end)]

@@ -60,7 +60,6 @@ from analytics.domain import (
     household_row,
     interval_label,
     is_newer_household,
-    location_rows,
     payment_contribution,
     payment_row,
     pseudonym,
@@ -90,7 +89,6 @@ async def apply_household_snapshots(
         key=lambda row: row.household_key,
         beats=is_newer_household,
     )
-    await repository.ensure_locations(session, location_rows({r.location_code for r in rows}))
     held = await repository.lock_household_facts(session, sorted(r.household_key for r in rows))
     changed = [row for row in rows if is_newer_household(row, held.get(row.household_key))]
     households, members = Deltas(2), Deltas(1)
@@ -121,7 +119,6 @@ async def apply_payment_outcomes(
         key=lambda row: row.payment_key,
         beats=supersedes,
     )
-    await repository.ensure_locations(session, location_rows({r.location_code for r in rows}))
     totals = Deltas(3)
     first = await repository.insert_new_payment_facts(session, rows)
     seen_before = sorted(r.payment_key for r in rows if r.payment_key not in first)
@@ -203,8 +200,6 @@ def _payroll_header(payload: PayrollEventV1) -> dict[str, Any]:
 async def apply_payrolls_generated(
     session: AsyncSession, batch: Sequence[tuple[PayrollGeneratedV1, CloudEvent]]
 ) -> None:
-    codes = {row.location_code for p, _ in batch for row in p.by_location}
-    await repository.ensure_locations(session, location_rows(codes))
     for payload, _ in batch:
         await repository.record_payroll(
             session,
@@ -236,8 +231,6 @@ async def apply_payrolls_approved(
     """The header fills in the approval; each chunk's lines are counted once, by where,
     through whom and to whom (sex, age band) they are paid; names, identifiers, phones and
     accounts of the lines are never read."""
-    codes = {line.location_code for chunk, _ in batch for line in chunk.lines}
-    await repository.ensure_locations(session, location_rows(codes))
     for chunk, _ in batch:
         header = _payroll_header(chunk)
         await repository.record_payroll(
@@ -298,8 +291,6 @@ async def apply_duplicate_flags(
     secret: bytes,
 ) -> None:
     """Where and when a flag was raised and decided, never who or which households."""
-    codes = {payload.location_code for payload, _ in batch}
-    await repository.ensure_locations(session, location_rows(codes))
     for payload, _ in batch:
         row: dict[str, Any] = {
             "flag_key": pseudonym(secret, "duplicate-flag", payload.flag_id),
