@@ -454,7 +454,9 @@ def test_gateway_routes_to_each_api_service(default_docs: list[Doc]) -> None:
 
 
 def test_routes_follow_the_deployed_apis(helm: str, tmp_path: Path) -> None:
-    without_apis = {name: {"api": {"enabled": False}} for name in ("provider", "disbursement")}
+    without_apis = {
+        name: {"api": {"enabled": False}} for name in ("provider", "disbursement", "analytics")
+    }
     docs = render_values(helm, tmp_path, {"components": {"payroll": PAYROLL} | without_apis})
     routes = gateway_routes(docs)
     assert routes.keys() == {"/registry", "/payroll"}

@@ -63,7 +63,8 @@ async def test_bad_messages_go_to_the_dlq_and_the_rest_is_applied(
     reasons = [dict(r.headers)[DLQ_REASON].decode() for r in records if _mine(r.value, broken)]
     assert any("not a valid CloudEvent" in reason for reason in reasons)
     assert any("amount_minor" in reason for reason in reasons)
-    assert _count(settings.consumer_name, "skipped") == skipped_before + 1
+    # The topic keeps other runs' events too: at least this run's unknown one was skipped.
+    assert _count(settings.consumer_name, "skipped") >= skipped_before + 1
 
 
 def _mine(value: bytes | None, broken: CloudEvent) -> bool:
