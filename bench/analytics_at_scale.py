@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from services.analytics.tests import factories  # noqa: E402
+from services.analytics.tests.ingest import apply_in_order  # noqa: E402
 
 from amana_common.auth import Role  # noqa: E402
 from amana_common.db import create_database  # noqa: E402
@@ -228,7 +229,7 @@ async def add_payrolls_and_households(
         approved_at = datetime.combine(cycle.window_start, datetime.min.time(), UTC)
         events += factories.payroll_approved(cycle, lines, at=approved_at)
         async with database.sessionmaker() as session, session.begin():
-            await consumers.apply_in_order(session, routes, events)
+            await apply_in_order(session, routes, events)
     people = [
         factories.Person("female", date(1980, 1, 1), head=True),
         factories.Person("male", date(2012, 5, 5)),
@@ -245,7 +246,7 @@ async def add_payrolls_and_households(
             for i in range(start, start + 5_000)
         ]
         async with database.sessionmaker() as session, session.begin():
-            await consumers.apply_in_order(session, routes, batch)
+            await apply_in_order(session, routes, batch)
 
 
 QUERIES: list[tuple[str, dict[str, str]]] = [

@@ -87,3 +87,34 @@ async def test_a_bad_record_in_a_run_goes_alone_to_the_dlq_and_the_others_are_ap
     assert [row[1] for row in await applied(registry_db)] == [k for k in keys if k != "poison"]
     dead = await records_on(kafka_bootstrap, probe.dlq, seconds=2)
     assert len(dead) == 1 and consumer.stats.outcomes[Outcome.dead_lettered] == 1
+
+
+async def test_contracts_registered_with_one_batch_handler_share_their_runs(
+    consumer_settings: RegistrySettings,
+    registry_db: Database,
+    probe: Probe,
+    produce: ProbeProducer,
+) -> None:
+    """Two contracts of one handler, interleaved on a partition: runs span both, in order (one
+    run per contract would mean a call for nearly every record)."""
+    for n in range(200):
+        model = probe.noted if n % 2 else probe.other
+        await produce.send_on_key(model(key=f"h-{n}", n=n), "one-partition")
+    calls: list[int] = []
+    handler = batch_recording(calls)
+    consumer = cast(
+        EventConsumer,
+        event_consumer(
+            consumer_settings,
+            registry_db,
+            f"{probe.service}-shared-batches",
+            {},
+            batch_handlers={probe.noted: handler, probe.other: handler},
+        ),
+    )
+
+    async with running(consumer):
+        await eventually(lambda: consumer.stats.outcomes[Outcome.applied] >= 200)
+
+    assert [row[2] for row in await applied(registry_db)] == list(range(200))
+    assert sum(calls) == 200 and len(calls) < 20, calls

@@ -7,9 +7,10 @@ redelivery or a replay changes nothing.
 
 Records a poll brings for one partition are applied together, in one transaction, when they
 are all well-formed and routed: a contract may have a *batch handler* that applies a run of its
-events set-based (one statement for the run), which is what lets a projection catch up with a
-million events in minutes. If that transaction fails, the records are applied again one by one,
-so the one at fault is found and treated as below while the others are applied.
+events set-based (one statement for the run; contracts registered with the same handler share
+their runs), which is what lets a projection catch up with a million events in minutes. If that
+transaction fails, the records are applied again one by one, so the one at fault is found and
+treated as below while the others are applied.
 
 When a message cannot be applied its partition waits (paused, the message sought back),
 while the other partitions go on:
@@ -72,9 +73,11 @@ log = logging.getLogger("amana.consumers")
 P = TypeVar("P", bound=EventData)
 Handler = Callable[[AsyncSession, P, CloudEvent], Awaitable[None]]
 BatchHandler = Callable[[AsyncSession, list[tuple[P, CloudEvent]]], Awaitable[None]]
-"""Applies a run of events of one contract, in the order received, in the caller's transaction.
-A run may hold several events of one aggregate: apply them in order (or keep the newest), as
-one multi-row statement would otherwise touch a row twice."""
+"""Applies a run of events, in the order received, in the caller's transaction: consecutive
+records of its contract, or of every contract it is registered for (one handler for settled,
+failed and reversed payments gets them together). A run may hold several events of one
+aggregate: apply them in order (or keep the newest), as one multi-row statement would otherwise
+touch a row twice."""
 UnknownVersion = Literal["block", "dead_letter"]
 UnknownType = Literal["skip", "block"]
 

@@ -1,8 +1,8 @@
 """Handlers of every event analytics reads, keyed by contract class.
 
-Each use case takes a whole batch of events of its kind (`BATCH_HANDLERS`: one statement per
-table for the batch); the one-event handlers (`handlers`) call it with a batch of one. Both
-run in the transaction that records the events in `processed_events`; what they write is also
+Each use case takes a whole batch of events (one statement per table for the batch); the
+shared consumer hands it a polled run, or a single event when it applies records one by one.
+Both run in the transaction that records the events in `processed_events`; what they write is also
 idempotent by itself (versions, outcome ranks, chunk indexes), so a replay changes nothing
 even after processed events have been pruned.
 
@@ -12,11 +12,11 @@ household numbers) and is dropped by `domain` before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from amana_common.consumers import BatchHandler
 from amana_contracts.base import EventData
 from amana_contracts.catalog import all_events
 from amana_contracts.disbursement import (
@@ -48,11 +48,8 @@ from amana_contracts.registry import (
 )
 from analytics import service
 
-Handler = Callable[[AsyncSession, Any, CloudEvent], Awaitable[None]]
-BatchHandler = Callable[[AsyncSession, list[tuple[Any, CloudEvent]]], Awaitable[None]]
 
-
-def batch_handlers(secret: bytes) -> dict[type[EventData], BatchHandler]:
+def batch_handlers(secret: bytes) -> dict[type[EventData], BatchHandler[Any]]:
     """Every event type of every topic, each to the use case that takes a batch of it."""
 
     async def households(session: AsyncSession, batch: list[tuple[Any, CloudEvent]]) -> None:
@@ -64,7 +61,7 @@ def batch_handlers(secret: bytes) -> dict[type[EventData], BatchHandler]:
     async def duplicates(session: AsyncSession, batch: list[tuple[Any, CloudEvent]]) -> None:
         await service.apply_duplicate_flags(session, batch, secret)
 
-    handlers: dict[type[EventData], BatchHandler] = {
+    handlers: dict[type[EventData], BatchHandler[Any]] = {
         HouseholdEnrolledV1: households,
         HouseholdUpdatedV1: households,
         HouseholdStatusChangedV1: households,
@@ -88,35 +85,3 @@ def batch_handlers(secret: bytes) -> dict[type[EventData], BatchHandler]:
     if missing:  # a new contract must be read, or said here to be left out
         raise RuntimeError(f"analytics has no handler for {sorted(m.__name__ for m in missing)}")
     return handlers
-
-
-def handlers(secret: bytes) -> dict[type[EventData], Handler]:
-    """The same use cases, one event at a time (the consumer's per-event mode)."""
-
-    def one_at_a_time(batch_handler: BatchHandler) -> Handler:
-        async def handle(session: AsyncSession, payload: Any, event: CloudEvent) -> None:
-            await batch_handler(session, [(payload, event)])
-
-        return handle
-
-    return {model: one_at_a_time(h) for model, h in batch_handlers(secret).items()}
-
-
-async def apply_in_order(
-    session: AsyncSession,
-    routes: Mapping[type[EventData], BatchHandler],
-    events: Sequence[tuple[EventData, CloudEvent]],
-) -> None:
-    """Applies a mixed batch as the consumer does: consecutive events that go to one handler
-    (settled, failed and reversed payments go to the same) are handed to it together."""
-    run: list[tuple[Any, CloudEvent]] = []
-    current: BatchHandler | None = None
-    for payload, event in events:
-        handler = routes[type(payload)]
-        if handler is not current and run:
-            await current(session, run)  # type: ignore[misc]
-            run = []
-        current = handler
-        run.append((payload, event))
-    if run and current is not None:
-        await current(session, run)

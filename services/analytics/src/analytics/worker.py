@@ -15,13 +15,12 @@ from analytics.settings import AnalyticsSettings
 
 
 def ingest_consumer(settings: AnalyticsSettings, database: Database) -> Component:
-    secret = settings.pseudonym_key.encode()
     return event_consumer(
         settings,
         database,
         settings.consumer_name,
-        consumers.handlers(secret),
-        batch_handlers=consumers.batch_handlers(secret),
+        {},
+        batch_handlers=consumers.batch_handlers(settings.pseudonym_key.encode()),
         on_unknown_type="skip",
     )
 
