@@ -163,3 +163,23 @@ def duplicates() -> list[Event]:
 
 def scenario() -> Scenario:
     return Scenario().add(households(), payrolls(), payments(), duplicates())
+
+
+SUMMARY = {
+    "households": 4,  # h1 to h4: h5 exited
+    "members": 8,
+    "eligible": 7,  # the approved payroll's (the rejected one's 9 count nowhere)
+    "on_payroll": 6,
+    "settled": 3,  # L1, L2, L4 (L5 was reversed)
+    "failed": 1,  # L3
+    "expired": 1,  # L6
+    "reversed": 1,  # L5
+    "success_rate": 0.5,  # 3 of the 6 ended
+    "median_hours": 48.0,  # settled 24, 48 and 288 h after approval
+    "p90_hours": 240.0,  # 48 + 0.8 x (288 - 48)
+    "share_within_window": 0.3333,  # L1 and L2 of the 6, by 15 Nov 00:00
+    "open_duplicate_flags": 1,  # f3
+    "paid_amount_minor_KES": 850_000,  # 300,000 + 300,000 + 250,000
+    "on_payroll_amount_minor_KES": 1_500_000,
+}
+"""The summary report of the whole scenario, computed by hand."""

@@ -6,6 +6,7 @@ drawn, the figures shown equal to the summary report's, and a screenshot taken."
 from __future__ import annotations
 
 import io
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,8 @@ async def _empty(database: Database) -> None:
 async def test_dashboard_in_a_real_browser(
     served: tuple[str, AnalyticsSettings], tmp_path: Path
 ) -> None:
+    # Never skipped: CI installs the browser (.ci/run), and a machine without one fails here.
+    assert shutil.which(CHROMIUM), f"no {CHROMIUM}: apt-get install chromium (as .ci/run does)"
     base_url, settings = served
     headers = bearer(settings, Role.analyst)
     async with httpx.AsyncClient(base_url=base_url, headers=headers) as http:

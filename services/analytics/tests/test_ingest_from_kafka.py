@@ -38,9 +38,11 @@ async def test_bad_messages_go_to_the_dlq_and_the_rest_is_applied(
         update={"id": uuid4(), "type": "amana.disbursement.PaymentTeleported.v1"}
     )
     key = first.subject.encode()
+    # Unique to this run: a new group reads the other runs' garbage again, to the DLQ too.
+    garbage = f"this is not a CloudEvent ({uuid4()})".encode()
     messages = [
         (key, first.model_dump_json().encode()),
-        (key, b"this is not a CloudEvent"),
+        (key, garbage),
         (key, broken.model_dump_json().encode()),
         (key, unknown.model_dump_json().encode()),
         (second.subject.encode(), second.model_dump_json().encode()),
@@ -57,18 +59,20 @@ async def test_bad_messages_go_to_the_dlq_and_the_rest_is_applied(
         async with running(ingest_consumer(settings, database)):
             await eventually(lambda: _both_applied(database, cycle), timeout_s=60)
             records = await dlq.read_until(
-                lambda rs: sum(1 for r in rs if _mine(r.value, broken)) >= 2, timeout_s=60
+                lambda rs: sum(1 for r in rs if _mine(r.value, garbage, broken)) >= 2, timeout_s=60
             )
     assert await _both_applied(database, cycle)
-    reasons = [dict(r.headers)[DLQ_REASON].decode() for r in records if _mine(r.value, broken)]
+    reasons = [
+        dict(r.headers)[DLQ_REASON].decode() for r in records if _mine(r.value, garbage, broken)
+    ]
     assert any("not a valid CloudEvent" in reason for reason in reasons)
     assert any("amount_minor" in reason for reason in reasons)
     # The topic keeps other runs' events too: at least this run's unknown one was skipped.
     assert _count(settings.consumer_name, "skipped") >= skipped_before + 1
 
 
-def _mine(value: bytes | None, broken: CloudEvent) -> bool:
-    if value == b"this is not a CloudEvent":
+def _mine(value: bytes | None, garbage: bytes, broken: CloudEvent) -> bool:
+    if value == garbage:
         return True
     try:
         return bool(json.loads(value or b"{}").get("id") == str(broken.id))

@@ -7,21 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from amana_common.auth import Role
 from amana_common.db import Database
-from amana_common.kafka import KafkaConnection, reliable_producer
-from amana_common.testing.clients import eventually, running, service_client
+from amana_common.testing.clients import service_client
 from amana_common.testing.service import bearer
-from amana_contracts.envelope import topic_for
 from analytics import rebuild
 from analytics.main import create_analytics_app
 from analytics.settings import AnalyticsSettings
-from analytics.worker import ingest_consumer
 
-from .factories import Event
-from .kafka_setup import TOPICS
+from .kafka_setup import worker_caught_up
 from .scenario import scenario
 
 REPORTS = (
@@ -38,20 +33,6 @@ REPORTS = (
 )
 
 
-async def publish(bootstrap: str, events: list[Event]) -> None:
-    producer = reliable_producer(KafkaConnection(bootstrap), "analytics-test")
-    await producer.start()
-    try:
-        for _, envelope in events:
-            await producer.send_and_wait(
-                topic_for(envelope.service),
-                value=envelope.model_dump_json().encode(),
-                key=envelope.subject.encode(),
-            )
-    finally:
-        await producer.stop()
-
-
 async def snapshot(settings: AnalyticsSettings, database: Database) -> dict[str, Any]:
     async with service_client(create_analytics_app(settings), database) as http:
         http.headers.update(bearer(settings, Role.analyst))
@@ -66,39 +47,13 @@ async def snapshot(settings: AnalyticsSettings, database: Database) -> dict[str,
         return found
 
 
-async def topic_ends(admin: AIOKafkaAdminClient, bootstrap: str) -> dict[Any, int]:
-    from aiokafka import AIOKafkaConsumer
-
-    partitions = await rebuild.topic_partitions(admin, TOPICS)
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await probe.start()
-    try:
-        probe.assign(partitions)
-        return dict(await probe.end_offsets(partitions))
-    finally:
-        await probe.stop()
-
-
-async def caught_up(admin: AIOKafkaAdminClient, group: str, ends: dict[Any, int]) -> bool:
-    done = await rebuild.committed(admin, group, list(ends))
-    return all(done.get(tp, -1) >= end for tp, end in ends.items() if end > 0)
-
-
 async def test_rebuild_gives_the_same_reports(
     worker: tuple[AnalyticsSettings, Database], kafka_bootstrap: str
 ) -> None:
     settings, database = worker
-    await publish(kafka_bootstrap, scenario().events)
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        ends = await topic_ends(admin, kafka_bootstrap)
-        async with running(ingest_consumer(settings, database)):
-            await eventually(lambda: caught_up(admin, settings.consumer_name, ends), timeout_s=120)
-            with pytest.raises(rebuild.RebuildRefused):
-                await rebuild.rebuild(settings, database, timeout_s=60)
-    finally:
-        await admin.close()
+    async with worker_caught_up(settings, database, kafka_bootstrap, scenario().events):
+        with pytest.raises(rebuild.RebuildRefused):
+            await rebuild.rebuild(settings, database, timeout_s=60)
     before = await snapshot(settings, database)
     result = await rebuild.rebuild(settings, database, timeout_s=300)
     assert result.events >= len(scenario().events)
