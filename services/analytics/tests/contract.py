@@ -9,6 +9,7 @@ import json
 
 from amana_common.testing.clients import free_port
 from amana_common.testing.contract import Contract
+from analytics.schemas import PushFilters
 
 # One column of each report as a data element (ids are 11 characters, as DHIS2's are).
 MEASURES = {
@@ -40,6 +41,8 @@ CONTRACT = Contract(
         "dhis2_timeout_s": 2,
     },
     # Rules of the configured mapping and of the stored rows, which the schema cannot state:
-    # a grouping the mapping cannot send, a report whose rows need the `period` filter.
+    # a grouping the mapping cannot send, a report whose rows need the `period` filter; and
+    # the filters a push's report takes, with values that name stored codes or periods.
     beyond_schema_codes={"dhis2-unmapped", "dhis2-period-required"},
+    beyond_schema={"POST /dhis2/pushes": {f"filters.{name}" for name in PushFilters.model_fields}},
 )

@@ -300,7 +300,7 @@ async def push_report(
     idempotency: IdempotencyDep,
 ) -> Response:
     spec = _spec(body.report)
-    params = {key: [value] for key, value in body.filters.items()}
+    params = body.filters.params()
     allowed = _restricted(spec, frozenset((*spec.filters, *spec.extra)))
     allowed = _with_extra(allowed, spec.extra)
     try:

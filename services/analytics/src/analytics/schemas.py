@@ -168,16 +168,36 @@ class ReportIndexItem(BaseModel):
 ReportName = Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,30}$")]
 
 
+FilterValue = Annotated[str, Text(min_length=1, max_length=MAX_VALUE_LENGTH)]
+
+
+class PushFilters(BaseModel):
+    """A report's query parameters, as `GET /reports/{name}` takes them; which ones a report
+    takes, and the codes they name, are checked against the report and the stored data."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    programme: FilterValue | None = None
+    cycle: FilterValue | None = None
+    period: FilterValue | None = None
+    location: FilterValue | None = None
+    level: FilterValue | None = None
+    provider: FilterValue | None = None
+    interval: FilterValue | None = None
+
+    def params(self) -> dict[str, list[str]]:
+        return {name: [value] for name, value in self.model_dump(exclude_none=True).items()}
+
+
 class PushIn(BaseModel):
     """A push of a report to the configured DHIS2 instance."""
 
     model_config = ConfigDict(extra="forbid")
 
     report: ReportName
-    filters: dict[
-        Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,20}$")],
-        Annotated[str, Text(min_length=1, max_length=MAX_VALUE_LENGTH)],
-    ] = Field(default_factory=dict, max_length=10, description="The report's query parameters")
+    filters: PushFilters = Field(
+        default_factory=PushFilters, description="The report's query parameters"
+    )
     dry_run: bool = Field(default=False, description="Ask DHIS2 to check without saving")
 
 
