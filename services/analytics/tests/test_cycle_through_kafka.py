@@ -55,7 +55,9 @@ async def test_a_cycle_published_on_the_topics_gives_the_figures_computed_by_han
         timeliness = await rows(http, "timeliness")
 
     assert summary | PROGRAMME_FREE == SUMMARY | PROGRAMME_FREE
-    assert pick(coverage, "location", "eligible", "on_payroll", "paid", "paid_rate") == [
+    # Coverage has a row for every place with households enrolled, the other tests' too.
+    planned = [row for row in coverage if row["eligible"] or row["on_payroll"]]
+    assert pick(planned, "location", "eligible", "on_payroll", "paid", "paid_rate") == [
         ("KE-030-0001", 2, 2, 1, 0.5),
         ("KE-047-0101", 3, 2, 1, 0.5),
         ("KE-047-0102", 2, 2, 1, 0.5),
