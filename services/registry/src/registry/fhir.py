@@ -219,6 +219,19 @@ def read_household(
     return mapped
 
 
+def member_references(group: Mapping[str, Any]) -> list[str]:
+    """The references of a Group's members, whatever shape it came in (fhir.resources says
+    what is wrong with it)."""
+    members = group.get("member")
+    return [
+        str(entity.get("reference") or "")
+        for member in (members if isinstance(members, list) else [])
+        if isinstance(member, dict)
+        for entity in [member.get("entity")]
+        if isinstance(entity, dict)
+    ]
+
+
 def _reference(entry: Mapping[str, Any]) -> str:
     entity = entry.get("entity") or {}
     return str(entity.get("reference") or "")

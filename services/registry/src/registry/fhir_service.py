@@ -24,6 +24,7 @@ from registry.fhir import (
     group_resource,
     instant,
     label,
+    member_references,
     patient_resource,
 )
 from registry.import_records import Record, fhir_record
@@ -179,13 +180,7 @@ def _read_group(
         return found.resource if found else None
 
     group = entry.resource
-    referenced = [
-        by_reference[ref]
-        for ref in (
-            str((m.get("entity") or {}).get("reference") or "") for m in group.get("member") or []
-        )
-        if ref in by_reference
-    ]
+    referenced = [by_reference[ref] for ref in member_references(group) if ref in by_reference]
     record = fhir_record(
         entry.index,
         entry.index,

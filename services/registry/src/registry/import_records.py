@@ -31,6 +31,7 @@ from registry.fhir import (
     MappedHousehold,
     Resolver,
     household_number_of,
+    label,
     read_household,
     validation_refusals,
 )
@@ -57,7 +58,9 @@ class PreferenceDraft:
 
 @dataclass
 class Record:
-    """One record of an import, read and cleaned: `draft` is None when it is refused."""
+    """One record of an import, read and cleaned: `draft` is None when it is refused.
+    `label` names the record, `identifier_fields[m][i]` its member m's identifier i, in the
+    source's terms (`Patient/p1.identifier[0]`, `line 7: national_id`)."""
 
     position: int
     line: int
@@ -69,7 +72,8 @@ class Record:
     claims: list[str] = field(default_factory=list)  # FHIR references this Group took
     changes: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
-    names: MappedHousehold | None = None
+    label: str = "record"
+    identifier_fields: list[list[str]] = field(default_factory=list)
 
     def refuse(self, field_name: str, code: str, message: str, **extra: Any) -> None:
         self.errors.append({"field": field_name, "code": code, "message": message, **extra})
@@ -98,11 +102,15 @@ def storage_problem(value: Any, path: str = "") -> str | None:
     return None
 
 
-def _clean(record: Record, draft: HouseholdDraft, rules: CleaningRules, today: date) -> None:
+def _clean(
+    record: Record,
+    names: MappedHousehold,
+    draft: HouseholdDraft,
+    rules: CleaningRules,
+    today: date,
+) -> None:
     """Cleans the draft: its changes join the report, its refusals refuse the record, each
     named in the source's terms."""
-    assert record.names is not None
-    names = record.names
     cleaned = clean_household(draft, rules, today)
     record.changes.extend(
         {"field": names.fhir_field(c.field), "before": c.before, "after": c.after, "rule": c.rule}
@@ -110,8 +118,15 @@ def _clean(record: Record, draft: HouseholdDraft, rules: CleaningRules, today: d
     )
     for refusal in cleaned.report.refusals:
         record.refuse(names.fhir_field(refusal.field), refusal.code, refusal.message)
-    if not record.errors:
+    if not record.errors and cleaned.value is not None:
         record.draft = cleaned.value
+        record.identifier_fields = [
+            [
+                names.fhir_field(f"members.{index}.identifiers.{position}")
+                for position in range(len(member.identifiers))
+            ]
+            for index, member in enumerate(cleaned.value.members)
+        ]
 
 
 def _mapping_report(record: Record, mapped: MappedHousehold) -> None:
@@ -138,13 +153,18 @@ def fhir_record(
     """A Group and the resources it references (`resources`, each validated here with
     fhir.resources) read and cleaned."""
     record = Record(position, line, str(group.get("id")) if group.get("id") else None)
+    record.label = label(group)
     refusals: list[Refusal] = validation_refusals(group)
     for resource in resources:
         refusals.extend(validation_refusals(resource))
     for refusal in refusals:
         record.refuse(refusal.field, refusal.code, refusal.message)
-    mapped = read_household(group, resolve, rules.locations)
-    record.names = mapped
+    try:
+        mapped = read_household(group, resolve, rules.locations)
+    except (AttributeError, TypeError, ValueError):
+        if not refusals:
+            raise
+        return record  # a shape fhir.resources refused already (`member: [1]`): reported
     record.keys = mapped.keys
     record.household_number = household_number_of(group)
     record.claims = [*mapped.members, *mapped.related]
@@ -154,7 +174,7 @@ def fhir_record(
             record.refuse(refusal.field, refusal.code, refusal.message)
     _mapping_report(record, mapped)
     if mapped.draft is not None and not record.errors:
-        _clean(record, mapped.draft, rules, today)
+        _clean(record, mapped, mapped.draft, rules, today)
     return record
 
 
@@ -172,9 +192,8 @@ def csv_record(
     """A household's CSV rows (one per member, the household's columns on the first) read
     and cleaned; the payment preference's shape is checked here, the provider later."""
     code = rows[0].get("household_code", "")
-    record = Record(position, lines[0], code, keys=[f"code:{code}"])
-    names = MappedHousehold(f"household {code}")
-    record.names = names
+    record = Record(position, lines[0], code, keys=[f"code:{code}"], label=f"household {code}")
+    names = MappedHousehold(record.label)
     first = rows[0]
     for column in (*CSV_HOUSEHOLD_COLUMNS, "payment"):
         names.field_names[{"household_phone": "phone"}.get(column, column)] = (
@@ -205,7 +224,7 @@ def csv_record(
         longitude=longitude,
         eligibility_attributes=attributes,
     )
-    _clean(record, draft, rules, today)
+    _clean(record, names, draft, rules, today)
     return record
 
 
@@ -389,3 +408,125 @@ def check_preference(record: Record, provider: domain.ProviderView | None) -> No
     where = f"line {record.line}"
     for problem in domain.provider_problems(terms, provider, record.draft.location_code):
         record.refuse(f"{where}: payment_{problem.field}", problem.reason, problem.message)
+
+
+# --- between processes ----------------------------------------------------------------------
+
+WireRecord = tuple[Any, ...]
+
+
+def to_wire(record: Record) -> WireRecord:
+    """The record as plain tuples (what an import's reader processes send back: a tenth of
+    the pickling cost of the dataclasses)."""
+    draft, preference = record.draft, record.preference
+    return (
+        record.position,
+        record.line,
+        record.source_id,
+        record.keys,
+        record.household_number,
+        None if draft is None else _draft_tuple(draft),
+        None if preference is None else _preference_tuple(preference),
+        record.claims,
+        record.changes,
+        record.errors,
+        record.label,
+        record.identifier_fields,
+    )
+
+
+def from_wire(wire: WireRecord) -> Record:
+    (position, line, source_id, keys, number, draft, preference, claims, changes, errors) = wire[
+        :10
+    ]
+    return Record(
+        position,
+        line,
+        source_id,
+        keys=keys,
+        household_number=number,
+        draft=None if draft is None else _draft_of(draft),
+        preference=None if preference is None else _preference_of(preference),
+        claims=claims,
+        changes=changes,
+        errors=errors,
+        label=wire[10],
+        identifier_fields=wire[11],
+    )
+
+
+def _draft_tuple(draft: HouseholdDraft) -> tuple[Any, ...]:
+    return (
+        draft.location_code,
+        tuple(
+            (
+                m.given_name,
+                m.family_name,
+                m.sex,
+                m.date_of_birth,
+                m.relationship,
+                m.disability,
+                m.phone,
+                m.is_primary_recipient,
+                tuple((i.scheme, i.value) for i in m.identifiers),
+            )
+            for m in draft.members
+        ),
+        draft.address,
+        draft.phone,
+        draft.latitude,
+        draft.longitude,
+        dict(draft.eligibility_attributes),
+    )
+
+
+def _draft_of(values: tuple[Any, ...]) -> HouseholdDraft:
+    location, members, address, phone, latitude, longitude, attributes = values
+    return HouseholdDraft(
+        location,
+        tuple(_member_of(member) for member in members),
+        address,
+        phone,
+        latitude,
+        longitude,
+        attributes,
+    )
+
+
+def _member_of(values: tuple[Any, ...]) -> MemberDraft:
+    given, family, sex, born, relationship, disability, phone, recipient, identifiers = values
+    return MemberDraft(
+        given,
+        family,
+        sex,
+        born,
+        relationship,
+        disability,
+        phone,
+        recipient,
+        tuple(IdentifierDraft(scheme, value) for scheme, value in identifiers),
+    )
+
+
+def _preference_tuple(preference: PreferenceDraft) -> tuple[Any, ...]:
+    account = preference.account
+    return (
+        preference.provider_id,
+        preference.mechanism,
+        preference.currency,
+        preference.pay_point_id,
+        None
+        if account is None
+        else (account.kind, account.value, account.bank_code, account.holder_name),
+    )
+
+
+def _preference_of(values: tuple[Any, ...]) -> PreferenceDraft:
+    provider, mechanism, currency, pay_point, account = values
+    return PreferenceDraft(
+        provider,
+        mechanism,
+        currency,
+        pay_point,
+        None if account is None else AccountDraft(*account),
+    )

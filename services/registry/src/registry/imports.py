@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import socket
+from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -49,15 +50,10 @@ from amana_common.worker import wait_or_stop
 from amana_contracts.registry import HouseholdEnrolledV1
 from registry import duplicates, repository, service
 from registry.cleaning import CleaningRules
-from registry.fhir import ACCEPTED_TYPES, label
 from registry.generate import csv_columns
-from registry.import_records import (
-    Record,
-    check_preference,
-    csv_record,
-    fhir_record,
-    storage_problem,
-)
+from registry.import_readers import Readers, csv_wire_records, fhir_wire_records, ndjson_verdicts
+from registry.import_records import Record, check_preference, from_wire, storage_problem
+from registry.import_rows import PlainPreference, Rows, new_household
 from registry.models import (
     Household,
     HouseholdSource,
@@ -65,7 +61,6 @@ from registry.models import (
     ImportJob,
     ImportRecord,
     JobBlock,
-    PaymentPreference,
 )
 
 log = logging.getLogger("amana.registry.imports")
@@ -308,95 +303,62 @@ def _rejected_line(
     return (job_id, position, line, source_id, "rejected", None, False, json.dumps(errors), "[]")
 
 
-def ndjson_item(job_id: UUID, line_number: int, line: str, staged: Staged) -> None:
-    """One NDJSON line: a Group, Patient or RelatedPerson is staged; anything else gets its
-    report line (malformed JSON, another resource type, text PostgreSQL cannot store)."""
-    where = f"line {line_number}"
-    try:
-        resource = json.loads(line)
-    except ValueError as error:
-        staged.report.append(
-            _rejected_line(
-                job_id,
-                line_number,
-                line_number,
-                None,
-                [{"field": where, "code": "malformed-json", "message": str(error)[:200]}],
-            )
-        )
-        return
-    if not isinstance(resource, dict) or resource.get("resourceType") not in ACCEPTED_TYPES:
-        kind = (
-            resource.get("resourceType") if isinstance(resource, dict) else type(resource).__name__
-        )
-        staged.report.append(
-            _rejected_line(
-                job_id,
-                line_number,
-                line_number,
-                None,
-                [
-                    {
-                        "field": f"{where}.resourceType",
-                        "code": "wrong-resource-type",
-                        "message": f"{kind!r} is not accepted: one of {', '.join(ACCEPTED_TYPES)}",
-                    }
-                ],
-            )
-        )
-        return
-    source_id = resource.get("id") if isinstance(resource.get("id"), str) else None
-    bad = storage_problem(resource) if "\\u" in line else None
-    if bad is not None or (source_id is not None and len(source_id) > 64):
-        staged.report.append(
-            _rejected_line(
-                job_id,
-                line_number,
-                line_number,
-                source_id and source_id[:64],
-                [
-                    {
-                        "field": f"{label(resource)[:80]}.{bad or 'id'}",
-                        "code": "control-character" if bad else "invalid-id",
-                        "message": "contains NUL or a lone surrogate" if bad else "id too long",
-                    }
-                ],
-            )
-        )
-        return
-    staged.items.append(
-        (job_id, line_number, resource["resourceType"], source_id, line_number, line)
-    )
-
-
 async def stage(
-    sessionmaker: async_sessionmaker[AsyncSession], job: ImportJob, lease: Lease
+    sessionmaker: async_sessionmaker[AsyncSession], job: ImportJob, lease: Lease, readers: Readers
 ) -> int:
     """Parses the upload into `import_items` (and report lines for what cannot be staged), in
-    batches of STAGING_BATCH records; answers how many records were staged."""
+    batches of STAGING_BATCH records, a batch read by the readers while the ones before it
+    are written; answers how many records were staged."""
     async with sessionmaker() as session, session.begin():
         await session.execute(delete(ImportItem).where(ImportItem.job_id == job.id))
         await session.execute(delete(ImportRecord).where(ImportRecord.job_id == job.id))
         await lease.renew(session)
-    staged = Staged()
+    records = _csv_records(job) if job.format == "csv" else _ndjson_lines(job)
+    window: deque[asyncio.Future[Staged]] = deque()
     count = 0
-    records = _csv_records(job) if job.format == "csv" else _ndjson_records(job)
-    async for batch in _batched(records(sessionmaker), STAGING_BATCH):
-        for item in batch:
-            item(staged)
-        count += len(staged.items)
-        async with sessionmaker() as session, session.begin():
-            await repository.copy_rows(
-                session,
-                [
-                    ("import_items", ITEM_COLUMNS, staged.items),
-                    ("import_report", REPORT_COLUMNS, staged.report),
-                ],
-            )
-            await lease.renew(session, staged=count, rejected=len(staged.report))
-        staged = Staged()
+    try:
+        async for batch in _batched(records(sessionmaker), STAGING_BATCH):
+            window.append(asyncio.ensure_future(_staged_batch(job, batch, readers)))
+            while len(window) > readers.slices:
+                count = await _write_staged(sessionmaker, await window.popleft(), count, lease)
+        while window:
+            count = await _write_staged(sessionmaker, await window.popleft(), count, lease)
+    finally:
+        for pending in window:
+            pending.cancel()
     async with sessionmaker() as session, session.begin():
         await lease.renew(session, phase="apply")
+    return count
+
+
+async def _staged_batch(job: ImportJob, batch: list[Any], readers: Readers) -> Staged:
+    staged = Staged()
+    if job.format == "csv":
+        for step in batch:
+            step(staged)
+        return staged
+    verdicts = await readers.run_sliced(ndjson_verdicts, batch)
+    for (number, line), (kind, source_id, errors) in zip(batch, verdicts, strict=True):
+        if errors is None:
+            staged.items.append((job.id, number, kind, source_id, number, line))
+        else:
+            staged.report.append(_rejected_line(job.id, number, number, source_id, errors))
+    return staged
+
+
+async def _write_staged(
+    sessionmaker: async_sessionmaker[AsyncSession], staged: Staged, count: int, lease: Lease
+) -> int:
+    count += len(staged.items)
+    async with sessionmaker() as session, session.begin():
+        await repository.copy_rows(
+            session,
+            [
+                ("import_items", ITEM_COLUMNS, staged.items),
+                ("import_report", REPORT_COLUMNS, staged.report),
+            ],
+        )
+        await lease.renew(session, staged=count, rejected=len(staged.report))
     return count
 
 
@@ -414,16 +376,20 @@ async def _batched(items: AsyncIterator[Any], size: int) -> AsyncIterator[list[A
 StageStep = Any  # a callable adding one record's rows to a Staged batch
 
 
-def _ndjson_records(job: ImportJob) -> Any:
-    async def records(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[StageStep]:
+def _ndjson_lines(job: ImportJob) -> Any:
+    """The NDJSON's lines that are not blank, numbered."""
+
+    async def lines(
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> AsyncIterator[tuple[int, str]]:
         number = 0
-        async for lines in _lines(_blocks(sessionmaker, job)):
-            for line in lines:
+        async for block in _lines(_blocks(sessionmaker, job)):
+            for line in block:
                 number += 1
                 if line.strip():
-                    yield lambda staged, n=number, text=line: ndjson_item(job.id, n, text, staged)
+                    yield number, line
 
-    return records
+    return lines
 
 
 def _csv_records(job: ImportJob) -> Any:
@@ -558,84 +524,126 @@ class ApplyContext:
 
 
 async def apply_chunk(
-    session: AsyncSession, job: ImportJob, after: int, size: int, context: ApplyContext
+    session: AsyncSession,
+    job: ImportJob,
+    after: int,
+    size: int,
+    context: ApplyContext,
+    readers: Readers,
 ) -> tuple[int, dict[str, int]] | None:
     """Applies the next chunk of households after position `after`; answers the last
     position applied and the counts, or None when no household is left."""
     rows = (
         await session.execute(
-            select(ImportItem.position, ImportItem.line, ImportItem.body)
-            .where(
-                ImportItem.job_id == job.id,
-                ImportItem.position > after,
-                ImportItem.kind.in_(HOUSEHOLD_KINDS),
-            )
-            .order_by(ImportItem.position)
-            .limit(size)
+            text(
+                "SELECT position, line, body::text, ARRAY(SELECT jsonb_path_query(body, "
+                "'$.member[*].entity.reference') #>> '{}') FROM import_items "
+                "WHERE job_id = :job AND position > :after AND kind = ANY(:kinds) "
+                "ORDER BY position LIMIT :size"
+            ),
+            {"job": job.id, "after": after, "kinds": list(HOUSEHOLD_KINDS), "size": size},
         )
     ).all()
     if not rows:
         return None
     today = datetime.now(UTC).date()
+    households = [(position, line, body) for position, line, body, _ in rows]
     if job.format == "csv":
-        records = [
-            csv_record(
-                pos, body["lines"], body["rows"], context.rules, today, context.default_currency
-            )
-            for pos, _, body in rows
-        ]
+        wires = await readers.run_sliced(
+            csv_wire_records, households, today, context.default_currency
+        )
+        records = [from_wire(wire) for wire in wires]
     else:
-        records = await _fhir_records(session, job.id, rows, context.rules, today)
+        records = await _fhir_records(session, job.id, rows, readers, today)
     counts = await _write(session, job, records, context)
     return rows[-1][0], counts
+
+
+@dataclass(frozen=True)
+class StagedResource:
+    """A Patient or RelatedPerson a chunk's Groups reference: its JSON, the position of the
+    Group that took it (None while none did), and the RelatedPersons it links to."""
+
+    body: str
+    claimed_by: int | None
+    links: list[str]
 
 
 async def _fhir_records(
     session: AsyncSession,
     job_id: UUID,
     rows: Sequence[Any],
-    rules: CleaningRules,
+    readers: Readers,
     today: date,
 ) -> list[Record]:
-    """The chunk's Groups with the Patients they name and the RelatedPersons those link to,
-    read with a query per kind; a resource another Group took already is refused."""
-    groups = [(position, line, body) for position, line, body in rows]
-    patient_ids = {
-        ref.removeprefix("Patient/")
-        for _, _, group in groups
-        for ref in _member_refs(group)
-        if ref.startswith("Patient/")
+    """The chunk's Groups with the Patients they name and the RelatedPersons those link to
+    (a query per kind; references are read by PostgreSQL, the JSON by the readers); a
+    resource another Group took already is refused."""
+    patient_refs = {ref for *_, refs in rows for ref in refs if ref.startswith("Patient/")}
+    patients = await _staged(session, job_id, "Patient", patient_refs)
+    related_refs = {
+        ref for patient in patients.values() for ref in patient.links if ref.startswith(RELATED)
     }
-    patients = await _staged(session, job_id, "Patient", patient_ids)
-    related_ids = {
-        str((link.get("other") or {}).get("reference", "")).removeprefix("RelatedPerson/")
-        for patient, _ in patients.values()
-        for link in patient.get("link") or []
-    }
-    related = await _staged(session, job_id, "RelatedPerson", related_ids)
-    staged: dict[str, tuple[dict[str, Any], int | None]] = {
-        **{f"Patient/{key}": value for key, value in patients.items()},
-        **{f"RelatedPerson/{key}": value for key, value in related.items()},
-    }
-    records = []
+    staged = patients | await _staged(session, job_id, "RelatedPerson", related_refs)
+    size = -(-len(rows) // readers.slices)
+    parts = [rows[start : start + size] for start in range(0, len(rows), size)]
+    answers = await asyncio.gather(
+        *(
+            readers.run(
+                fhir_wire_records,
+                [(position, line, body) for position, line, body, _ in part],
+                _referenced_bodies(part, staged),
+                today,
+            )
+            for part in parts
+        )
+    )
+    records = [from_wire(wire) for answer in answers for wire in answer]
+    await _claim(session, job_id, records, staged)
+    return records
+
+
+RELATED = "RelatedPerson/"
+
+
+def _referenced_bodies(rows: Sequence[Any], staged: Mapping[str, StagedResource]) -> dict[str, str]:
+    """What the Groups of `rows` reference, as `reference -> JSON`."""
+    bodies: dict[str, str] = {}
+    for *_, refs in rows:
+        for ref in refs:
+            patient = staged.get(ref)
+            if patient is None or ref in bodies:
+                continue
+            bodies[ref] = patient.body
+            for link in patient.links:
+                related = staged.get(link)
+                if related is not None and link.startswith(RELATED):
+                    bodies[link] = related.body
+    return bodies
+
+
+async def _claim(
+    session: AsyncSession,
+    job_id: UUID,
+    records: list[Record],
+    staged: Mapping[str, StagedResource],
+) -> None:
+    """Each Patient and RelatedPerson goes to the first Group that takes it: a later Group
+    (in this chunk or after it) naming it is refused."""
     taken: dict[str, int] = {}
-    for position, line, group in groups:
-        resolve = _resolver(staged)
-        referenced = [staged[ref][0] for ref in _member_refs(group) if ref in staged]
-        record = fhir_record(position, line, group, resolve, referenced, rules, today)
+    for record in records:
         for ref in record.claims:
-            owner = taken.get(ref, staged[ref][1] if ref in staged else None)
-            if owner is not None and owner != position:
+            owner = taken.get(ref, staged[ref].claimed_by if ref in staged else None)
+            if owner is not None and owner != record.position:
                 record.refuse(
-                    f"{label(group)}.member",
+                    f"{record.label}.member",
                     "member-of-another-group",
                     f"{ref} is a member of the Group at line {owner} already",
                 )
         if record.accepted or not any(
             e["code"] == "member-of-another-group" for e in record.errors
         ):
-            taken.update(dict.fromkeys(record.claims, position))
-        records.append(record)
+            taken.update(dict.fromkeys(record.claims, record.position))
     claims = [(ref.split("/", 1)[1], ref.split("/", 1)[0], owner) for ref, owner in taken.items()]
     if claims:
         await session.execute(
@@ -653,34 +661,26 @@ async def _fhir_records(
                 "job": job_id,
             },
         )
-    return records
-
-
-def _member_refs(group: Mapping[str, Any]) -> list[str]:
-    return [str((m.get("entity") or {}).get("reference") or "") for m in group.get("member") or []]
-
-
-def _resolver(staged: Mapping[str, tuple[dict[str, Any], int | None]]) -> Any:
-    def resolve(reference: str) -> Mapping[str, Any] | None:
-        found = staged.get(reference)
-        return found[0] if found else None
-
-    return resolve
 
 
 async def _staged(
-    session: AsyncSession, job_id: UUID, kind: str, ids: set[str]
-) -> dict[str, tuple[dict[str, Any], int | None]]:
-    if not ids:
+    session: AsyncSession, job_id: UUID, kind: str, references: set[str]
+) -> dict[str, StagedResource]:
+    """The staged resources of `kind` named by `references` (`Kind/<id>`); the first in the
+    file when an id is staged twice."""
+    if not references:
         return {}
     rows = await session.execute(
-        select(ImportItem.source_id, ImportItem.body, ImportItem.claimed_by)
-        .where(ImportItem.job_id == job_id, ImportItem.kind == kind, ImportItem.source_id.in_(ids))
-        .order_by(ImportItem.position)
+        text(
+            "SELECT source_id, body::text, claimed_by, ARRAY(SELECT jsonb_path_query(body, "
+            "'$.link[*].other.reference') #>> '{}') FROM import_items "
+            "WHERE job_id = :job AND kind = :kind AND source_id = ANY(:ids) ORDER BY position"
+        ),
+        {"job": job_id, "kind": kind, "ids": [ref.split("/", 1)[1] for ref in references]},
     )
-    found: dict[str, tuple[dict[str, Any], int | None]] = {}
-    for source_id, body, claimed_by in rows.all():
-        found.setdefault(source_id, (body, claimed_by))
+    found: dict[str, StagedResource] = {}
+    for source_id, body, claimed_by, links in rows.all():
+        found.setdefault(f"{kind}/{source_id}", StagedResource(body, claimed_by, links))
     return found
 
 
@@ -793,14 +793,14 @@ async def _flag_taken_identifiers(
         holders.setdefault((holder.scheme, holder.value), []).append(holder)
     in_chunk: dict[tuple[str, str], Record] = {}
     for record in records:
-        if not record.accepted or record.draft is None or record.names is None:
+        if not record.accepted or record.draft is None:
             continue
         own = matches.get(record.position)
         problems = []
         for index, member in enumerate(record.draft.members):
             for position, identifier in enumerate(member.identifiers):
                 key = (identifier.scheme, identifier.value)
-                field_name = record.names.fhir_field(f"members.{index}.identifiers.{position}")
+                field_name = record.identifier_fields[index][position]
                 for holder in holders.get(key, []):
                     if holder.household_id != own:
                         problems.append(
@@ -836,7 +836,7 @@ async def _create(
         return
     now = datetime.now(UTC)
     first = await repository.reserve_household_numbers(session, len(outcomes))
-    rows = _Rows()
+    rows = Rows()
     providers = await repository.provider_views(
         session,
         sorted({o.record.preference.provider_id for o in outcomes if o.record.preference}),
@@ -845,10 +845,8 @@ async def _create(
     for offset, outcome in enumerate(outcomes):
         record = outcome.record
         assert record.draft is not None
-        household = service.new_household(record.draft, first + offset, now, _preference(record))
-        status_change, history = service.enrolment_records(household, context.actor, now)
-        assert history is not None
-        rows.add(household, status_change, history)
+        household = new_household(record.draft, first + offset, now, _preference(record, now))
+        rows.enrolled(household, context.actor, now)
         preference = household.payment_preference
         provider = providers.get(preference.provider_id) if preference is not None else None
         events.append(HouseholdEnrolledV1(**service.snapshot(household, provider)))
@@ -858,12 +856,12 @@ async def _create(
     await add_to_outbox(session, *events)
 
 
-def _preference(record: Record) -> PaymentPreference | None:
+def _preference(record: Record, now: datetime) -> PlainPreference | None:
     draft = record.preference
     if draft is None:
         return None
     account = draft.account
-    return PaymentPreference(
+    return PlainPreference(
         provider_id=draft.provider_id,
         mechanism=draft.mechanism,
         currency=draft.currency,
@@ -872,6 +870,7 @@ def _preference(record: Record) -> PaymentPreference | None:
         account_value=account.value if account else None,
         bank_code=account.bank_code if account else None,
         holder_name=account.holder_name if account else None,
+        set_at=now,
     )
 
 
@@ -895,7 +894,7 @@ async def _replace(
         assert record.draft is not None
         if household is None or household.status == "exited":
             record.refuse(
-                record.names.label if record.names else "record",
+                record.label,
                 "household-exited",
                 "the household this record updates has exited: enrol it again by hand",
             )
@@ -950,128 +949,6 @@ async def _report(session: AsyncSession, job_id: UUID, outcomes: list[Outcome]) 
         for o in outcomes
     ]
     await repository.copy_rows(session, [("import_report", REPORT_COLUMNS, rows)])
-
-
-class _Rows:
-    """New households as rows of the registry's tables, in COPY column order."""
-
-    def __init__(self) -> None:
-        self.households: list[tuple[Any, ...]] = []
-        self.members: list[tuple[Any, ...]] = []
-        self.identifiers: list[tuple[Any, ...]] = []
-        self.preferences: list[tuple[Any, ...]] = []
-        self.statuses: list[tuple[Any, ...]] = []
-        self.history: list[tuple[Any, ...]] = []
-
-    def add(self, household: Household, status: Any, history: Any) -> None:
-        h = household
-        self.households.append(
-            (
-                h.id,
-                h.household_number,
-                h.location_code,
-                h.status,
-                h.status_changed_at,
-                h.address,
-                h.phone,
-                h.latitude,
-                h.longitude,
-                json.dumps(h.eligibility_attributes),
-                False,
-                h.enrolled_at,
-                h.updated_at,
-                1,
-            )
-        )
-        for m in h.members:
-            self.members.append(
-                (
-                    m.id,
-                    h.id,
-                    m.position,
-                    m.is_head,
-                    m.is_primary_recipient,
-                    m.relationship,
-                    m.given_name,
-                    m.family_name,
-                    m.sex,
-                    m.date_of_birth,
-                    m.disability,
-                    m.phone,
-                )
-            )
-            self.identifiers.extend((m.id, i.scheme, i.value, h.id, False) for i in m.identifiers)
-        p = h.payment_preference
-        if p is not None:
-            self.preferences.append(
-                (
-                    h.id,
-                    p.provider_id,
-                    p.mechanism,
-                    p.currency,
-                    p.pay_point_id,
-                    p.account_kind,
-                    p.account_value,
-                    p.bank_code,
-                    p.holder_name,
-                    p.set_at,
-                )
-            )
-        self.statuses.append(
-            (
-                status.id,
-                h.id,
-                None,
-                status.to_status,
-                status.reason,
-                status.changed_at,
-                status.changed_by,
-            )
-        )
-        self.history.append(
-            (
-                history.id,
-                h.id,
-                1,
-                history.action,
-                history.changed_at,
-                history.changed_by,
-                json.dumps(history.changes, default=str),
-            )
-        )
-
-    def tables(self) -> list[tuple[str, Sequence[str], Sequence[tuple[Any, ...]]]]:
-        from registry.generate import (
-            HOUSEHOLD_COLUMNS,
-            IDENTIFIER_COLUMNS,
-            MEMBER_COLUMNS,
-            PREFERENCE_COLUMNS,
-        )
-
-        return [
-            ("households", HOUSEHOLD_COLUMNS, self.households),
-            ("members", MEMBER_COLUMNS, self.members),
-            ("member_identifiers", IDENTIFIER_COLUMNS, self.identifiers),
-            ("payment_preferences", PREFERENCE_COLUMNS, self.preferences),
-            (
-                "household_status_changes",
-                (
-                    "id",
-                    "household_id",
-                    "from_status",
-                    "to_status",
-                    "reason",
-                    "changed_at",
-                    "changed_by",
-                ),
-                self.statuses,
-            ),
-            (
-                "household_changes",
-                ("id", "household_id", "version", "action", "changed_at", "changed_by", "changes"),
-                self.history,
-            ),
-        ]
 
 
 # --- 4. finish --------------------------------------------------------------------------------
@@ -1164,17 +1041,22 @@ async def claim_leased(session: AsyncSession, model: Any, owner: str, lease_s: f
 
 
 async def run_job(
-    database: Database, job: ImportJob, owner: str, context: ApplyContext, settings: ImportSettings
+    database: Database,
+    job: ImportJob,
+    owner: str,
+    context: ApplyContext,
+    settings: ImportSettings,
+    readers: Readers,
 ) -> None:
     """Stages (again, when it had not finished) and applies the job from its cursor."""
     lease = Lease(job.id, owner, settings.lease_s)
     sessionmaker = database.sessionmaker
     if job.phase == "stage":
-        await stage(sessionmaker, job, lease)
+        await stage(sessionmaker, job, lease, readers)
     cursor = job.cursor
     while True:
         async with sessionmaker() as session, session.begin():
-            applied = await apply_chunk(session, job, cursor, settings.chunk_size, context)
+            applied = await apply_chunk(session, job, cursor, settings.chunk_size, context, readers)
             if applied is None:
                 await finish(session, job, lease)
                 return
@@ -1184,12 +1066,20 @@ async def run_job(
 
 class ImportWorker:
     """The worker component that runs import jobs, one at a time per worker; several
-    workers share the queue (each job is leased)."""
+    workers share the queue (each job is leased). `readers` read the records (in this
+    process when not given)."""
 
-    def __init__(self, database: Database, context: ApplyContext, settings: ImportSettings) -> None:
+    def __init__(
+        self,
+        database: Database,
+        context: ApplyContext,
+        settings: ImportSettings,
+        readers: Readers | None = None,
+    ) -> None:
         self.database = database
         self.context = context
         self.settings = settings
+        self.readers = readers or Readers(context.rules)
         self.owner = f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid7().hex[-8:]}"
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -1205,11 +1095,12 @@ class ImportWorker:
             return False
         log.info("import %s: running from position %s", job.id, job.cursor)
         try:
-            await run_job(self.database, job, self.owner, self.context, self.settings)
+            await run_job(self.database, job, self.owner, self.context, self.settings, self.readers)
         except LeaseLost:
             log.warning("import %s: lease lost to another worker", job.id)
         except Exception as error:
             log.exception("import %s failed", job.id)
+            self.readers.close()  # a reader process may have died with it: start afresh
             await self._fail(job, error)
         return True
 

@@ -8,6 +8,7 @@ import importlib
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,36 @@ _STDNUM_NAME = re.compile(r"[a-z]{2,3}(\.[a-z_]+)+|[a-z_]+")
 SCALAR_TYPES = frozenset({"number", "integer", "boolean", "string"})
 
 
+@dataclass(frozen=True)
+class RulesSource:
+    """What the cleaning rules are built from: picklable, so that another process (an
+    import's readers) builds the same rules."""
+
+    phone_region: str
+    locations_csv: Path
+    attributes_schema: Path
+    identifier_validators: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, settings: RegistrySettings) -> RulesSource:
+        return cls(
+            settings.default_phone_region,
+            settings.locations_csv,
+            settings.attributes_schema,
+            tuple(sorted(settings.identifier_validators.items())),
+        )
+
+    def build(self) -> CleaningRules:
+        return CleaningRules(
+            phone_region=self.phone_region,
+            locations=load_locations(self.locations_csv),
+            attributes=load_attributes_schema(self.attributes_schema),
+            identifier_validators=identifier_validators(dict(self.identifier_validators)),
+        )
+
+
 def cleaning_rules(settings: RegistrySettings) -> CleaningRules:
-    return CleaningRules(
-        phone_region=settings.default_phone_region,
-        locations=load_locations(settings.locations_csv),
-        attributes=load_attributes_schema(settings.attributes_schema),
-        identifier_validators=identifier_validators(settings.identifier_validators),
-    )
+    return RulesSource.of(settings).build()
 
 
 @cache

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from sqlalchemy import text
@@ -1105,7 +1105,89 @@ async def _checked_preference(
 # --- events ----------------------------------------------------------------------------------
 
 
-def snapshot(household: Household, provider: ProviderView | None) -> dict[str, Any]:
+class IdentifierView(Protocol):
+    @property
+    def scheme(self) -> str: ...
+    @property
+    def value(self) -> str: ...
+
+
+class MemberView(Protocol):
+    @property
+    def id(self) -> UUID: ...
+    @property
+    def is_head(self) -> bool: ...
+    @property
+    def is_primary_recipient(self) -> bool: ...
+    @property
+    def relationship(self) -> str: ...
+    @property
+    def given_name(self) -> str: ...
+    @property
+    def family_name(self) -> str: ...
+    @property
+    def sex(self) -> str: ...
+    @property
+    def date_of_birth(self) -> date: ...
+    @property
+    def disability(self) -> bool: ...
+    @property
+    def phone(self) -> str | None: ...
+    @property
+    def identifiers(self) -> Sequence[IdentifierView]: ...
+
+
+class PreferenceView(Protocol):
+    @property
+    def provider_id(self) -> UUID: ...
+    @property
+    def mechanism(self) -> str: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def pay_point_id(self) -> UUID | None: ...
+    @property
+    def account_kind(self) -> str | None: ...
+    @property
+    def account_value(self) -> str | None: ...
+    @property
+    def bank_code(self) -> str | None: ...
+    @property
+    def holder_name(self) -> str | None: ...
+
+
+class HouseholdView(Protocol):
+    """What a snapshot is made of: an ORM household, or the plain rows a bulk import writes."""
+
+    @property
+    def id(self) -> UUID: ...
+    @property
+    def household_number(self) -> str: ...
+    @property
+    def location_code(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def status_reason(self) -> str | None: ...
+    @property
+    def phone(self) -> str | None: ...
+    @property
+    def eligibility_attributes(self) -> dict[str, Any]: ...
+    @property
+    def duplicate_review_open(self) -> bool: ...
+    @property
+    def enrolled_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def members(self) -> Sequence[MemberView]: ...
+    @property
+    def payment_preference(self) -> PreferenceView | None: ...
+
+
+def snapshot(household: HouseholdView, provider: ProviderView | None) -> dict[str, Any]:
     """The fields of HouseholdSnapshotV1 for this household, with its payability computed from
     the provider as the registry knows it now."""
     preference = household.payment_preference
@@ -1158,7 +1240,7 @@ def snapshot(household: Household, provider: ProviderView | None) -> dict[str, A
     }
 
 
-def _recipient(household: Household) -> RecipientV1 | None:
+def _recipient(household: HouseholdView) -> RecipientV1 | None:
     member = next((m for m in household.members if m.is_primary_recipient), None)
     if member is None:
         return None
@@ -1186,7 +1268,7 @@ def _recipient(household: Household) -> RecipientV1 | None:
     )
 
 
-def _preference_v1(preference: PaymentPreference) -> PaymentPreferenceV1:
+def _preference_v1(preference: PreferenceView) -> PaymentPreferenceV1:
     return PaymentPreferenceV1(
         provider_id=preference.provider_id,
         mechanism=preference.mechanism,

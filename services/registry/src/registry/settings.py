@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 from pydantic import Field
@@ -48,3 +49,10 @@ class RegistrySettings(ServiceSettings):
         description="How long a worker holds an import without progress before another resumes it",
     )
     import_poll_s: float = Field(default=1.0, gt=0, description="How often an idle worker looks")
+    import_processes: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=0,
+        le=64,
+        description="Processes of the worker that read import records (parse, validate with "
+        "fhir.resources, clean); 0 reads them in the worker's own process",
+    )

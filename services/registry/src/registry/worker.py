@@ -7,8 +7,9 @@ from amana_common.worker import Component, infrastructure_components, wait_or_st
 from registry import fhir_service
 from registry.consumers import provider_projection
 from registry.duplicates import DuplicateRunner
+from registry.import_readers import Readers
 from registry.imports import ApplyContext, ImportSettings, ImportWorker
-from registry.reference import cleaning_rules
+from registry.reference import RulesSource, cleaning_rules
 from registry.settings import RegistrySettings
 
 
@@ -19,20 +20,25 @@ class BulkJobs:
     def __init__(self, settings: RegistrySettings, database: Database) -> None:
         self.database = database
         self.poll_s = settings.import_poll_s
+        rules = cleaning_rules(settings)
         self.imports = ImportWorker(
             database,
-            ApplyContext(cleaning_rules(settings), settings.default_currency, "import"),
+            ApplyContext(rules, settings.default_currency, "import"),
             ImportSettings(
                 settings.import_chunk_size, settings.import_lease_s, settings.import_poll_s
             ),
+            Readers(rules, RulesSource.of(settings), settings.import_processes),
         )
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            busy = await self.imports.run_once()
-            busy = await fhir_service.run_exports(self.database, self.imports.owner) or busy
-            if not busy:
-                await wait_or_stop(stop, self.poll_s)
+        try:
+            while not stop.is_set():
+                busy = await self.imports.run_once()
+                busy = await fhir_service.run_exports(self.database, self.imports.owner) or busy
+                if not busy:
+                    await wait_or_stop(stop, self.poll_s)
+        finally:
+            self.imports.readers.close()
 
 
 def worker_components(settings: ServiceSettings, database: Database) -> Sequence[Component]:
