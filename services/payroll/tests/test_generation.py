@@ -143,12 +143,8 @@ async def generated_payroll(
     assert triggered.status_code == 202, triggered.text
     assert triggered.json()["status"] == "GENERATING"
     progress = await generate(database, chunk_rows=2)
-    assert progress == [
-        ("evaluating", 0, 0),
-        ("writing_lines", 2, 3),
-        ("writing_lines", 3, 3),
-        ("done", 3, 3),
-    ]
+    assert progress[0] == ("evaluating", 0, 0)
+    assert progress[-2:] == [("writing_lines", 3, 3), ("done", 3, 3)]
     payroll = await client.get(triggered.headers["location"])
     assert payroll.status_code == 200
     return dict(payroll.json())

@@ -127,12 +127,12 @@ async def _evaluate_in_sql(
     session: Any, rules: ProgrammeRules, on: date
 ) -> dict[str, tuple[bool, int]]:
     h = repository.households
-    source, counts = repository.with_member_counts(h, h, rules.member_filters(), on)
+    counts = repository.member_counts(h, rules.member_filters(), on)
     statement = select(
         h.c.household_number,
         rule_sql(rules.eligibility, repository.household_columns(h), counts),
         amount_sql(rules.formula, counts),
-    ).select_from(source)
+    )
     rows = await session.execute(statement)
     return {number: (bool(eligible), int(amount)) for number, eligible, amount in rows}
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from amana_common.locations import ancestors_or_self
 from amana_contracts.base import EventData
 from amana_contracts.disbursement import PaymentFailedV1
 from amana_contracts.envelope import CloudEvent
@@ -32,6 +33,7 @@ from amana_contracts.registry import (
     HouseholdUpdatedV1,
 )
 from payroll import repository
+from payroll.domain import Member, member_key
 
 P = TypeVar("P", bound=EventData)
 Handler = Callable[[AsyncSession, Any, CloudEvent], Awaitable[None]]
@@ -61,12 +63,14 @@ def household_row(snapshot: HouseholdSnapshotV1, now: datetime) -> dict[str, Any
         "household_id": snapshot.household_id,
         "household_number": snapshot.household_number,
         "location_code": snapshot.location_code,
+        "location_ancestors": ancestors_or_self(snapshot.location_code),
         "status": snapshot.status,
         "duplicate_review_open": snapshot.duplicate_review_open,
         "size": snapshot.size,
-        "member_birth_dates": [m.date_of_birth for m in snapshot.members],
-        "member_sexes": [m.sex for m in snapshot.members],
-        "member_disabilities": [m.disability for m in snapshot.members],
+        "member_birth_dates": sorted(m.date_of_birth for m in snapshot.members),
+        "member_keys": sorted(
+            member_key(Member(m.date_of_birth, m.sex, m.disability)) for m in snapshot.members
+        ),
         "eligibility_attributes": dict(snapshot.eligibility_attributes),
         "recipient_member_id": recipient.member_id if recipient else None,
         "recipient_given_name": recipient.given_name if recipient else None,

@@ -33,6 +33,9 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ColumnElement,
+    Date,
+    Double,
+    Integer,
     Numeric,
     String,
     and_,
@@ -46,7 +49,7 @@ from sqlalchemy import (
     true,
 )
 
-from amana_common.locations import covers, descendant_prefixes
+from amana_common.locations import ancestors_or_self, covers
 from amana_common.validation import LOCATION_CODE_PATTERN
 from amana_contracts.demographics import AGE_BANDS, AgeBand, age_on
 from amana_contracts.payroll import ExclusionReason, FrequencyUnit, ProgrammeStatus
@@ -198,18 +201,66 @@ class MemberFilter:
 
     def matches(self, member: Member, on: date) -> bool:
         age = age_on(member.date_of_birth, on)
-        in_bands = not self.age_bands or any(
-            _in_years(age, *_AGE_BAND_YEARS[band]) for band in self.age_bands
-        )
         return (
-            in_bands
-            and _in_years(age, self.min_age or 0, self.max_age)
+            any(_in_years(age, low, high) for low, high in self.age_ranges())
             and (not self.sexes or member.sex in self.sexes)
             and (self.disability is None or member.disability == self.disability)
         )
 
     def count(self, household: Household, on: date) -> int:
         return sum(1 for member in household.members if self.matches(member, on))
+
+    def age_ranges(self) -> list[tuple[int, int | None]]:
+        """The ages matched, as disjoint inclusive [low, high] years (high None: no limit)."""
+        bands = sorted(_AGE_BAND_YEARS[band] for band in self.age_bands) or [(0, None)]
+        merged: list[tuple[int, int | None]] = []
+        for low, high in bands:
+            if merged and merged[-1][1] is not None and low <= merged[-1][1] + 1:
+                merged[-1] = (merged[-1][0], high)
+            else:
+                merged.append((low, high))
+        floor, ceiling = self.min_age or 0, self.max_age
+        clipped = [(max(low, floor), _lowest(high, ceiling)) for low, high in merged]
+        return [(low, high) for low, high in clipped if high is None or low <= high]
+
+    def birth_ranges(self, on: date) -> list[tuple[date | None, date | None]]:
+        """The same as (born after, born on or before) dates on `on`; None is unbounded."""
+        return [
+            (
+                None if high is None else born_by(on, high + 1),
+                born_by(on, low) if low > 0 else None,
+            )
+            for low, high in self.age_ranges()
+        ]
+
+    def categories(self) -> list[int]:
+        sexes = self.sexes or SEXES
+        disabilities = (False, True) if self.disability is None else (self.disability,)
+        return [member_category(sex, d) for sex in sexes for d in disabilities]
+
+
+def _lowest(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+KEY_EPOCH = date(1800, 1, 1)
+KEY_SPAN = 1 << 18  # days: births from 1800 to 2517
+
+
+def key_days(day: date) -> int:
+    return min(max((day - KEY_EPOCH).days, 0), KEY_SPAN - 1)
+
+
+def member_category(sex: Sex, disability: bool) -> int:
+    return SEXES.index(sex) * 2 + int(disability)
+
+
+def member_key(member: Member) -> int:
+    """Category (sex and disability) and date of birth in one integer: sorted, a household's
+    keys put each category's members together in birth order."""
+    return member_category(member.sex, member.disability) * KEY_SPAN + key_days(
+        member.date_of_birth
+    )
 
 
 def _in_years(age: int, low: int, high: int | None) -> bool:
@@ -737,47 +788,58 @@ class HouseholdColumns:
 
     household_number: ColumnElement[Any]
     location_code: ColumnElement[Any]
+    location_ancestors: Any  # text[]: the code and every area above it (`ancestors_or_self`)
     status: ColumnElement[Any]
     size: ColumnElement[Any]
     attributes: Any  # a JSONB column: indexable, `has_key`
 
 
 @dataclass(frozen=True)
-class MemberColumns:
-    """One member, as the columns of `unnest(...)` over the household's member arrays."""
+class MemberArrays:
+    """A household's members as two sorted arrays: dates of birth (`date[]`) and category keys
+    (`int[]`, see `member_key`). `width_bucket(x, sorted)` counts the elements <= x by binary
+    search, so counting members in a range of births costs two calls and no unnest."""
 
-    date_of_birth: ColumnElement[Any]
-    sex: ColumnElement[Any]
-    disability: ColumnElement[Any]
+    birth_dates: Any
+    keys: Any
 
 
 MemberCounts = Mapping[MemberFilter, ColumnElement[Any]]
 
 
-def member_filter_sql(
-    member_filter: MemberFilter, m: MemberColumns, on: date
-) -> ColumnElement[bool]:
-    conditions: list[ColumnElement[bool]] = []
-    if member_filter.age_bands:
-        conditions.append(
-            or_(*(_age_sql(m, on, *_AGE_BAND_YEARS[band]) for band in member_filter.age_bands))
-        )
-    if member_filter.min_age is not None or member_filter.max_age is not None:
-        conditions.append(_age_sql(m, on, member_filter.min_age or 0, member_filter.max_age))
-    if member_filter.sexes:
-        conditions.append(m.sex.in_(member_filter.sexes))
-    if member_filter.disability is not None:
-        conditions.append(m.disability.is_(true() if member_filter.disability else false()))
-    return and_(true(), *conditions)
+def member_count_sql(member_filter: MemberFilter, m: MemberArrays, on: date) -> ColumnElement[int]:
+    """How many of the household's members `member_filter` matches on `on`."""
+    ranges = member_filter.birth_ranges(on)
+    if not member_filter.sexes and member_filter.disability is None:
+        terms = [_count_between(m.birth_dates, after, upto) for after, upto in ranges]
+    else:
+        terms = [
+            _count_keys(m.keys, category, after, upto)
+            for category in member_filter.categories()
+            for after, upto in ranges
+        ]
+    return cast(ColumnElement[int], sum(terms[1:], terms[0]) if terms else literal(0))
 
 
-def _age_sql(m: MemberColumns, on: date, low: int, high: int | None) -> ColumnElement[bool]:
-    conditions: list[ColumnElement[bool]] = []
-    if low > 0:
-        conditions.append(m.date_of_birth <= born_by(on, low))
-    if high is not None:
-        conditions.append(m.date_of_birth > born_by(on, high + 1))
-    return and_(true(), *conditions)
+def _count_between(sorted_dates: Any, after: date | None, upto: date | None) -> Any:
+    """Elements in (after, upto] of a sorted date[]; None is unbounded."""
+    below = (
+        func.coalesce(func.cardinality(sorted_dates), 0)
+        if upto is None
+        else (func.width_bucket(literal(upto, Date()), sorted_dates))
+    )
+    if after is None:
+        return below
+    return below - func.width_bucket(literal(after, Date()), sorted_dates)
+
+
+def _count_keys(sorted_keys: Any, category: int, after: date | None, upto: date | None) -> Any:
+    """Members of `category` born in (after, upto], counted on the sorted key array."""
+    high = category * KEY_SPAN + (KEY_SPAN - 1 if upto is None else key_days(upto))
+    low = category * KEY_SPAN + (-1 if after is None else key_days(after))
+    return func.width_bucket(literal(high, Integer()), sorted_keys) - func.width_bucket(
+        literal(low, Integer()), sorted_keys
+    )
 
 
 def rule_sql(rule: Rule, h: HouseholdColumns, counts: MemberCounts) -> ColumnElement[bool]:
@@ -796,7 +858,7 @@ def _comparison_sql(rule: Comparison, h: HouseholdColumns, counts: MemberCounts)
     if rule.field == "location":
         if rule.op == "within":
             areas = rule.value if isinstance(rule.value, tuple) else (rule.value,)
-            return or_(*(_within_sql(h.location_code, str(area)) for area in areas))
+            return _within_sql(h.location_ancestors, [str(area) for area in areas])
         return _operator_sql(rule.op, h.location_code, rule.value)
     if rule.field == "members":
         assert rule.where is not None
@@ -814,9 +876,15 @@ def _comparison_sql(rule: Comparison, h: HouseholdColumns, counts: MemberCounts)
     return _operator_sql(rule.op, value, rule.value)
 
 
-def _within_sql(column: ColumnElement[Any], area: str) -> ColumnElement[bool]:
-    below = [func.starts_with(column, prefix) for prefix in descendant_prefixes(area)]
-    return or_(column == area, *below)
+def _within_sql(ancestors: Any, areas: Sequence[str]) -> ColumnElement[bool]:
+    """Within one of `areas`: the household's ancestor with as many parts as an area is that
+    area. `ancestors` lists the code's ancestors outermost first (`KE`, `KE-047`,
+    `KE-047-0101`), so areas of d parts are compared with element d only: one IN list per
+    depth rather than every ancestor against every area."""
+    by_depth: dict[int, list[str]] = {}
+    for area in areas:
+        by_depth.setdefault(len(ancestors_or_self(area)), []).append(area)
+    return or_(*(ancestors[depth].in_(sorted(found)) for depth, found in sorted(by_depth.items())))
 
 
 _JSON_TYPES: dict[AttributeType, str] = {
@@ -829,7 +897,6 @@ _SQL_TYPES: dict[AttributeType, Any] = {
     "integer": Numeric(),
     "number": Numeric(),
     "boolean": Boolean(),
-    "string": String(),
 }
 
 
@@ -840,14 +907,12 @@ def _typed_attribute_sql(
     is a bound parameter, like every value)."""
     assert attribute_type is not None
     element = attributes[literal(name, String())]
-    text = attributes[literal(name, String())].astext
-    return case(
-        (
-            func.jsonb_typeof(element) == _JSON_TYPES[attribute_type],
-            text.cast(_SQL_TYPES[attribute_type]),
-        ),
-        else_=None,
+    value = (
+        attributes[literal(name, String())].astext
+        if attribute_type == "string"
+        else element.cast(_SQL_TYPES[attribute_type])  # jsonb to numeric or boolean: no text
     )
+    return case((func.jsonb_typeof(element) == _JSON_TYPES[attribute_type], value), else_=None)
 
 
 def _operator_sql(op: Operator, column: Any, value: Value) -> ColumnElement[bool]:
@@ -881,24 +946,34 @@ def amount_sql(formula: Formula, counts: MemberCounts) -> ColumnElement[int]:
 class RankingColumns:
     """What a budget priority orders by."""
 
-    household_number: ColumnElement[Any]
     size: ColumnElement[Any]
     attributes: Any  # a JSONB column
 
 
-def priority_sql(priority: Sequence[PriorityKey], h: RankingColumns) -> list[Any]:
-    """ORDER BY terms: the keys (missing values last), then the household number."""
-    terms: list[Any] = []
-    for key in priority:
-        column: Any = (
-            h.size
-            if key.by == "household_size"
-            else _typed_attribute_sql(h.attributes, key.attribute, key.attribute_type)
-        )
-        term = column.asc() if key.order == "asc" else column.desc()
-        terms.append(term.nulls_last())
-    terms.append(h.household_number.asc())
-    return terms
+def priority_keys(priority: Sequence[PriorityKey], h: RankingColumns) -> list[Any]:
+    """The value of each priority key, in order (NULL when a household has none). Numbers are
+    ordered as double precision, which sorts much faster than numeric (and as Python floats
+    do)."""
+    return [
+        h.size if key.by == "household_size" else _sort_value(h.attributes, key) for key in priority
+    ]
+
+
+def _sort_value(attributes: Any, key: PriorityKey) -> Any:
+    value = _typed_attribute_sql(attributes, key.attribute, key.attribute_type)
+    return value.cast(Double()) if key.attribute_type in ("integer", "number") else value
+
+
+def priority_order(
+    priority: Sequence[PriorityKey], keys: Sequence[Any], household_number: Any
+) -> list[Any]:
+    """ORDER BY terms over the key values: each in its order with missing values last, then
+    the household number, so the order is total and the budget cut deterministic."""
+    terms = [
+        (value.asc() if key.order == "asc" else value.desc()).nulls_last()
+        for key, value in zip(priority, keys, strict=True)
+    ]
+    return [*terms, household_number.asc()]
 
 
 # --- exclusions ---------------------------------------------------------------------------
@@ -990,7 +1065,10 @@ def exclusion_sql(h: PaymentColumns, p: ProviderColumns, currency: str) -> Colum
         (
             or_(
                 p.status == "suspended",
-                literal("provider_suspended", String()) == any_(h.not_payable_reasons),
+                and_(
+                    not_(h.payable),
+                    literal("provider_suspended", String()) == any_(h.not_payable_reasons),
+                ),
             ),
             "provider_suspended",
         ),
@@ -1100,6 +1178,38 @@ def _location_row(code: str) -> dict[str, Any]:
         "amount_minor": 0,
         "exclusions": {},
     }
+
+
+def payable_cost(tallies: Iterable[LocationTally]) -> int:
+    return sum(t.amount_minor for t in tallies if t.reason is None)
+
+
+def with_over_budget(
+    tallies: Iterable[LocationTally], past_budget: Iterable[LocationTally]
+) -> list[LocationTally]:
+    """The tallies once the households past the budget are moved from payable (reason None)
+    to over_budget, location by location."""
+    moved = {t.location_code: t for t in past_budget}
+    result = []
+    for tally in tallies:
+        left = moved.get(tally.location_code)
+        if tally.reason is None and left is not None:
+            tally = replace(
+                tally,
+                households=tally.households - left.households,
+                amount_minor=tally.amount_minor - left.amount_minor,
+            )
+        if tally.households:
+            result.append(tally)
+    return result + list(moved.values())
+
+
+def page_ranges(pages: int, chunks: int) -> list[tuple[int, int | None]]:
+    """`chunks` consecutive ranges [first, after) of a table's pages; the last one is open
+    (None) so that nothing stored past the size measured is missed."""
+    step = max(1, -(-pages // max(1, chunks)))
+    starts = list(range(0, max(pages, 1), step))
+    return [(first, None if first == starts[-1] else first + step) for first in starts]
 
 
 def check_budget(total_minor: int, budget_minor: int) -> None:

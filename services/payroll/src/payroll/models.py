@@ -2,9 +2,10 @@
 
 Projections, kept from other services' events (a snapshot replaces what is held only when its
 `version` is higher, so replays change nothing):
-- `households`: what eligibility, amounts and payment need. Members are three parallel arrays
-  (date of birth, sex, disability), so that counting members by category is one `unnest` per
-  household rather than a join over a members table.
+- `households`: what eligibility, amounts and payment need. Members are two sorted arrays,
+  their dates of birth and their keys (category and date of birth, `domain.member_key`), so
+  that counting members of a category born in a range is two binary searches
+  (`width_bucket`) on the household's own row: no members table, no unnest.
 - `providers` and `provider_pay_points`: status, currencies, mechanisms, pay points.
 - `carry_overs`: retryable failed payments (PaymentFailed) waiting for the next payroll.
 
@@ -68,12 +69,12 @@ class HouseholdProjection(Base):
     household_id: Mapped[UUID] = mapped_column(primary_key=True)
     household_number: Mapped[str] = mapped_column(Text)
     location_code: Mapped[str] = mapped_column(Text)
+    location_ancestors: Mapped[list[str]] = mapped_column(ARRAY(Text))
     status: Mapped[str] = mapped_column(Text)
     duplicate_review_open: Mapped[bool] = mapped_column(Boolean)
     size: Mapped[int] = mapped_column(Integer)
     member_birth_dates: Mapped[list[date]] = mapped_column(ARRAY(Date))
-    member_sexes: Mapped[list[str]] = mapped_column(ARRAY(Text))
-    member_disabilities: Mapped[list[bool]] = mapped_column(ARRAY(Boolean))
+    member_keys: Mapped[list[int]] = mapped_column(ARRAY(Integer))
     eligibility_attributes: Mapped[dict[str, Any]] = mapped_column(JSONB)
     recipient_member_id: Mapped[UUID | None]
     recipient_given_name: Mapped[str | None] = mapped_column(Text)

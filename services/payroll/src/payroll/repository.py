@@ -17,7 +17,6 @@ from uuid import UUID
 from sqlalchemy import (
     BigInteger,
     Column,
-    FromClause,
     MetaData,
     String,
     Table,
@@ -30,9 +29,9 @@ from sqlalchemy import (
     func,
     literal,
     null,
+    or_,
     select,
     text,
-    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, aggregate_order_by, insert
@@ -44,7 +43,7 @@ from amana_common.tables import outbox
 from payroll.domain import (
     HouseholdColumns,
     LocationTally,
-    MemberColumns,
+    MemberArrays,
     MemberCounts,
     MemberFilter,
     PaymentColumns,
@@ -55,8 +54,9 @@ from payroll.domain import (
     amount_sql,
     born_by,
     exclusion_sql,
-    member_filter_sql,
-    priority_sql,
+    member_count_sql,
+    priority_keys,
+    priority_order,
     rule_sql,
 )
 from payroll.models import (
@@ -82,8 +82,14 @@ cycles = cast(Table, Cycle.__table__)
 payrolls = cast(Table, Payroll.__table__)
 programmes = cast(Table, Programme.__table__)
 
-# asyncpg refuses a statement with more than 32767 parameters.
-MAX_PARAMETERS = 30_000
+# Sorts and hashes over every household stay in memory with this much (for the transaction
+# only; a parallel query may use it once per worker).
+BULK_WORK_MEM = "128MB"
+
+
+async def for_bulk_work(session: AsyncSession) -> None:
+    """Lets this transaction's set-based statements sort in memory."""
+    await session.execute(text(f"SET LOCAL work_mem = '{BULK_WORK_MEM}'"))
 
 
 def add(session: AsyncSession, *rows: object) -> None:
@@ -93,30 +99,29 @@ def add(session: AsyncSession, *rows: object) -> None:
 # --- projections --------------------------------------------------------------------------
 
 
-def _batches(rows: Sequence[dict[str, Any]]) -> list[Sequence[dict[str, Any]]]:
-    if not rows:
-        return []
-    size = max(1, MAX_PARAMETERS // len(rows[0]))
-    return [rows[i : i + size] for i in range(0, len(rows), size)]
+async def insert_rows(
+    session: AsyncSession, statement: Any, rows: Sequence[dict[str, Any]]
+) -> None:
+    """Many rows through one cached statement (SQLAlchemy batches them as multi-row VALUES)."""
+    if rows:
+        await session.execute(statement, list(rows))
 
 
 async def upsert_newer(
     session: AsyncSession, table: Table, key: str, rows: Sequence[dict[str, Any]]
 ) -> list[Any]:
     """Inserts the rows, or replaces the held row of the same key when theirs is of a higher
-    `version` (one statement per batch); answers the keys that were written. Each key must
+    `version`, in multi-row statements; answers the keys that were written. Each key must
     appear once in `rows`."""
-    written: list[Any] = []
-    for batch in _batches(rows):
-        values = insert(table).values(list(batch))
-        columns = {name: values.excluded[name] for name in batch[0] if name != key}
-        statement = values.on_conflict_do_update(
-            index_elements=[key],
-            set_=columns,
-            where=table.c.version < values.excluded.version,
-        ).returning(table.c[key])
-        written.extend((await session.scalars(statement)).all())
-    return written
+    if not rows:
+        return []
+    values = insert(table)
+    statement = values.on_conflict_do_update(
+        index_elements=[key],
+        set_={name: values.excluded[name] for name in rows[0] if name != key},
+        where=table.c.version < values.excluded.version,
+    ).returning(table.c[key])
+    return list((await session.scalars(statement, list(rows))).all())
 
 
 async def replace_pay_points(
@@ -126,8 +131,7 @@ async def replace_pay_points(
     if not provider_ids:
         return
     await session.execute(delete(pay_points).where(pay_points.c.provider_id.in_(provider_ids)))
-    for batch in _batches(rows):
-        await session.execute(insert(pay_points).values(list(batch)))
+    await insert_rows(session, insert(pay_points), rows)
 
 
 async def set_provider_status(
@@ -144,8 +148,7 @@ async def set_provider_status(
 
 
 async def insert_carry_overs(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    for batch in _batches(rows):
-        await session.execute(insert(carry_overs).values(list(batch)).on_conflict_do_nothing())
+    await insert_rows(session, insert(carry_overs).on_conflict_do_nothing(), rows)
 
 
 async def carried_over_line_ids(session: AsyncSession, line_ids: Sequence[UUID]) -> set[UUID]:
@@ -221,12 +224,8 @@ async def list_rule_versions(
 
 async def insert_cycles(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Adds the cycles not stored yet (the unique (programme, sequence) keeps one of each)."""
-    for batch in _batches(rows):
-        await session.execute(
-            insert(cycles)
-            .values(list(batch))
-            .on_conflict_do_nothing(index_elements=["programme_id", "sequence"])
-        )
+    statement = insert(cycles).on_conflict_do_nothing(index_elements=["programme_id", "sequence"])
+    await insert_rows(session, statement, rows)
 
 
 async def delete_unused_cycles(
@@ -528,6 +527,7 @@ def household_columns(table: Any) -> HouseholdColumns:
     return HouseholdColumns(
         household_number=table.c.household_number,
         location_code=table.c.location_code,
+        location_ancestors=table.c.location_ancestors,
         status=table.c.status,
         size=table.c.size,
         attributes=table.c.eligibility_attributes,
@@ -535,11 +535,7 @@ def household_columns(table: Any) -> HouseholdColumns:
 
 
 def ranking_columns(table: Any) -> RankingColumns:
-    return RankingColumns(
-        household_number=table.c.household_number,
-        size=table.c.size,
-        attributes=table.c.eligibility_attributes,
-    )
+    return RankingColumns(size=table.c.size, attributes=table.c.eligibility_attributes)
 
 
 def _payment_columns(h: Any) -> PaymentColumns:
@@ -577,31 +573,10 @@ def with_providers(source: Any, h: Any) -> tuple[Any, ProviderColumns]:
     return joined, columns
 
 
-def with_member_counts(
-    source: Any, h: Any, filters: Sequence[MemberFilter], on: date
-) -> tuple[Any, MemberCounts]:
-    """`source` joined laterally with one row counting each category of the household's
-    members: one unnest per household, whatever the number of categories."""
-    if not filters:
-        return source, {}
-    members = (
-        func.unnest(h.c.member_birth_dates, h.c.member_sexes, h.c.member_disabilities)
-        .table_valued("date_of_birth", "sex", "disability")
-        .render_derived(name="m")
-    )
-    m = MemberColumns(members.c.date_of_birth, members.c.sex, members.c.disability)
-    counted = (
-        select(
-            *(
-                func.count().filter(member_filter_sql(f, m, on)).label(f"n{i}")
-                for i, f in enumerate(filters)
-            )
-        )
-        .select_from(members)
-        .lateral("mc")
-    )
-    counts = {f: counted.c[f"n{i}"] for i, f in enumerate(filters)}
-    return source.join(counted, true()), counts
+def member_counts(h: Any, filters: Sequence[MemberFilter], on: date) -> MemberCounts:
+    """Each category's member count on `on`, as an expression over the household's row."""
+    arrays = MemberArrays(h.c.member_birth_dates, h.c.member_keys)
+    return {f: member_count_sql(f, arrays, on) for f in filters}
 
 
 def age_band_sql(date_of_birth: Any, on: date) -> Any:
@@ -615,154 +590,199 @@ def age_band_sql(date_of_birth: Any, on: date) -> Any:
     )
 
 
-@dataclass(frozen=True)
-class Evaluated:
-    """One rules version evaluated over the projection: per household (meeting the rules or
-    not) its eligibility, exclusion reason and amount."""
+SNAPSHOT_COLUMNS = [
+    "household_id",
+    "household_number",
+    "location_code",
+    "recipient_member_id",
+    "recipient_given_name",
+    "recipient_family_name",
+    "recipient_sex",
+    "recipient_age_band",
+    "recipient_identifier_scheme",
+    "recipient_identifier_value",
+    "recipient_phone",
+    "provider_id",
+    "mechanism",
+    "pay_point_id",
+    "account_kind",
+    "account_value",
+    "account_bank_code",
+    "account_holder_name",
+]
 
+
+def _snapshot(h: Any, on: date) -> list[Any]:
+    """A line's snapshot of a household, in SNAPSHOT_COLUMNS order."""
+    return [
+        age_band_sql(h.c.recipient_date_of_birth, on).label(name)
+        if name == "recipient_age_band"
+        else h.c[name]
+        for name in SNAPSHOT_COLUMNS
+    ]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A version of rules over the projection on a cycle date: from which households, and for
+    each whether it is eligible, why it is left out (NULL: payable) and its amount."""
+
+    source: Any
     eligible: Any
     reason: Any
     amount: Any
 
 
-def _evaluated(rules: ProgrammeRules, h: Any, counts: MemberCounts, payment: Any) -> Evaluated:
-    return Evaluated(
+def evaluation(rules: ProgrammeRules, on: date, currency: str) -> Evaluation:
+    h = households
+    counts = member_counts(h, rules.member_filters(), on)
+    source, provider = with_providers(h, h)
+    return Evaluation(
+        source=source,
         eligible=rule_sql(rules.eligibility, household_columns(h), counts),
-        reason=payment,
+        reason=exclusion_sql(_payment_columns(h), provider, currency),
         amount=amount_sql(rules.formula, counts),
     )
 
 
-# --- generation -----------------------------------------------------------------------
-
-
-CANDIDATES = Table(
-    "payroll_candidates",
-    MetaData(),
-    Column("paid_seq", BigInteger),
-    Column("reason", Text),
-    Column("amount_minor", BigInteger),
-    Column("household_id", PgUUID(as_uuid=True)),
-    Column("household_number", Text),
-    Column("location_code", Text),
-    Column("recipient_member_id", PgUUID(as_uuid=True)),
-    Column("recipient_given_name", Text),
-    Column("recipient_family_name", Text),
-    Column("recipient_sex", Text),
-    Column("recipient_age_band", Text),
-    Column("recipient_identifier_scheme", Text),
-    Column("recipient_identifier_value", Text),
-    Column("recipient_phone", Text),
-    Column("provider_id", PgUUID(as_uuid=True)),
-    Column("mechanism", Text),
-    Column("pay_point_id", PgUUID(as_uuid=True)),
-    Column("account_kind", Text),
-    Column("account_value", Text),
-    Column("account_bank_code", Text),
-    Column("account_holder_name", Text),
-    prefixes=["TEMPORARY"],
-    postgresql_on_commit="DROP",
-)
-SNAPSHOT_COLUMNS = [c.name for c in CANDIDATES.columns][3:]
-
-
-def _snapshot(h: Any, on: date) -> list[Any]:
-    """The line's snapshot of a household, in SNAPSHOT_COLUMNS order."""
-    values = {name: h.c[name] for name in SNAPSHOT_COLUMNS if name in h.c}
-    values["recipient_age_band"] = age_band_sql(h.c.recipient_date_of_birth, on)
-    return [values[name].label(name) for name in SNAPSHOT_COLUMNS]
-
-
-async def evaluate_candidates(
-    session: AsyncSession,
-    rules: ProgrammeRules,
-    on: date,
-    currency: str,
-    budget_minor: int,
-) -> None:
-    """One pass over the projection into the temporary table `payroll_candidates`: every
-    household meeting the rules, with its amount, its exclusion reason (over_budget decided
-    by a running total in priority order) and, for those paid, its place `paid_seq`."""
-    await session.execute(text("DROP TABLE IF EXISTS payroll_candidates"))
-    connection = await session.connection()
-    await connection.run_sync(CANDIDATES.create)
-    h = households
-    source, counts = with_member_counts(h, h, rules.member_filters(), on)
-    source, provider = with_providers(source, h)
+async def tally_eligible(
+    session: AsyncSession, rules: ProgrammeRules, on: date, currency: str
+) -> list[LocationTally]:
+    """Households meeting the rules, by location and exclusion reason (None: payable), with
+    their amounts: one aggregate pass over the projection, which PostgreSQL may run in
+    parallel and which sorts nothing."""
+    await for_bulk_work(session)
+    e = evaluation(rules, on, currency)
     evaluated = (
         select(
-            exclusion_sql(_payment_columns(h), provider, currency).label("reason"),
-            amount_sql(rules.formula, counts).label("amount_minor"),
-            h.c.size,
-            h.c.eligibility_attributes,
-            *_snapshot(h, on),
+            households.c.location_code.label("location_code"),
+            e.reason.label("reason"),
+            e.amount.label("amount"),
         )
-        .select_from(source)
-        .where(rule_sql(rules.eligibility, household_columns(h), counts))
+        .select_from(e.source)
+        .where(e.eligible)
+        .offset(0)  # a fence: each expression is computed once per row, not once per use
         .subquery("evaluated")
     )
-    payable = evaluated.c.reason.is_(None)
-    order = priority_sql(rules.priority, ranking_columns(evaluated))
-    running = (
-        func.sum(evaluated.c.amount_minor).filter(payable).over(order_by=order, rows=(None, 0))
-    )
-    place = func.count().filter(payable).over(order_by=order, rows=(None, 0))
-    ranked = select(
-        evaluated.c.reason,
-        evaluated.c.amount_minor,
-        running.label("running"),
-        place.label("place"),
-        *(evaluated.c[name] for name in SNAPSHOT_COLUMNS),
-    ).subquery("ranked")
-    over_budget = and_(ranked.c.reason.is_(None), ranked.c.running > budget_minor)
-    final = select(
-        case((ranked.c.reason.is_not(None), null()), (over_budget, null()), else_=ranked.c.place),
-        case((over_budget, "over_budget"), else_=ranked.c.reason),
-        ranked.c.amount_minor,
-        *(ranked.c[name] for name in SNAPSHOT_COLUMNS),
-    )
-    await session.execute(insert(CANDIDATES).from_select([c.name for c in CANDIDATES.c], final))
-    await session.execute(text("CREATE INDEX ON payroll_candidates (paid_seq)"))
-    await session.execute(text("ANALYZE payroll_candidates"))
-
-
-async def write_candidate_lines(
-    session: AsyncSession, payroll_id: UUID, first: int, last: int
-) -> int:
-    """Writes the lines of the candidates paid in places `first` to `last` (one INSERT ...
-    SELECT); answers how many."""
-    c = CANDIDATES
-    chosen = select(
-        literal(payroll_id, PgUUID(as_uuid=True)),
-        func.uuid7(),
-        *(c.c[name] for name in SNAPSHOT_COLUMNS),
-        c.c.amount_minor,
-    ).where(c.c.paid_seq.between(first, last))
-    statement = insert(lines).from_select(
-        ["payroll_id", "line_id", *SNAPSHOT_COLUMNS, "amount_minor"], chosen
-    )
-    result = await session.execute(statement)
-    return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-async def paid_candidates(session: AsyncSession) -> int:
-    return int(
-        await session.scalar(select(func.count()).where(CANDIDATES.c.paid_seq.is_not(None))) or 0
-    )
-
-
-async def candidate_tallies(session: AsyncSession) -> list[LocationTally]:
-    c = CANDIDATES
+    v = evaluated.c
     rows = await session.execute(
-        select(c.c.location_code, c.c.reason, func.count(), func.sum(c.c.amount_minor)).group_by(
-            c.c.location_code, c.c.reason
+        select(v.location_code, v.reason, func.count(), func.sum(v.amount)).group_by(
+            v.location_code, v.reason
         )
     )
     return [LocationTally(code, reason, n, int(amount or 0)) for code, reason, n, amount in rows]
 
 
-async def drop_candidates(session: AsyncSession) -> None:
-    await session.execute(text("DROP TABLE IF EXISTS payroll_candidates"))
+OVER_BUDGET = Table(
+    "over_budget",
+    MetaData(),
+    Column("household_id", PgUUID(as_uuid=True), primary_key=True),
+    Column("location_code", Text),
+    Column("amount_minor", BigInteger),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DROP",
+)
+
+
+async def mark_over_budget(
+    session: AsyncSession, rules: ProgrammeRules, on: date, currency: str, budget_minor: int
+) -> list[LocationTally]:
+    """The payable households past the budget, into the temporary table `over_budget`: in
+    priority order, the first whose running total exceeds the budget and every one after it.
+    Sorts only what the order needs (keys, number, amount); answers them by location."""
+    e = evaluation(rules, on, currency)
+    h = households
+    payable = (
+        select(
+            h.c.household_id,
+            h.c.location_code,
+            h.c.household_number,
+            e.amount.label("amount"),
+            *_labelled("key", priority_keys(rules.priority, ranking_columns(h))),
+        )
+        .select_from(e.source)
+        .where(e.eligible, e.reason.is_(None))
+        .offset(0)  # a fence (see tally_eligible)
+        .subquery("payable")
+    )
+    # Sorted in a subquery of its own: PostgreSQL may sort the narrow rows in parallel.
+    payable = select(payable).order_by(*_order(payable, rules)).offset(0).subquery("in_order")
+    ranked = select(
+        payable.c.household_id,
+        payable.c.location_code,
+        payable.c.amount,
+        func.sum(payable.c.amount)
+        .over(order_by=_order(payable, rules), rows=(None, 0))
+        .label("running"),
+    ).subquery("ranked")
+    await session.execute(text("DROP TABLE IF EXISTS over_budget"))
+    await (await session.connection()).run_sync(OVER_BUDGET.create)
+    past = select(ranked.c.household_id, ranked.c.location_code, ranked.c.amount).where(
+        ranked.c.running > budget_minor
+    )
+    await session.execute(
+        insert(OVER_BUDGET).from_select(["household_id", "location_code", "amount_minor"], past)
+    )
+    await session.execute(text("ANALYZE over_budget"))
+    o = OVER_BUDGET.c
+    rows = await session.execute(
+        select(o.location_code, func.count(), func.sum(o.amount_minor)).group_by(o.location_code)
+    )
+    return [LocationTally(code, "over_budget", n, int(amount)) for code, n, amount in rows]
+
+
+async def drop_over_budget(session: AsyncSession) -> None:
+    await session.execute(text("DROP TABLE IF EXISTS over_budget"))
+
+
+async def household_pages(session: AsyncSession) -> int:
+    """How many pages the projection takes now (the generation's chunks are page ranges)."""
+    size = await session.scalar(
+        text("SELECT pg_relation_size('households') / current_setting('block_size')::int")
+    )
+    return int(size or 0)
+
+
+async def write_lines(
+    session: AsyncSession,
+    payroll_id: UUID,
+    rules: ProgrammeRules,
+    on: date,
+    currency: str,
+    pages: tuple[int, int | None],
+    over_budget: bool,
+) -> int:
+    """Writes the lines of the payable households stored in the page range [first, after)
+    of the projection (after None: to its end), leaving out those in `over_budget` when
+    asked: one INSERT ... SELECT, which PostgreSQL answers with a TID range scan. Answers how
+    many lines it wrote."""
+    first, after = pages
+    e = evaluation(rules, on, currency)
+    h = households
+    in_pages = text("households.ctid >= CAST(:first_page AS tid)").bindparams(
+        first_page=f"({first},0)"
+    )
+    chosen = (
+        select(
+            literal(payroll_id, PgUUID(as_uuid=True)),
+            func.uuid7(),
+            *_snapshot(h, on),
+            e.amount,
+        )
+        .select_from(e.source)
+        .where(in_pages, e.eligible, e.reason.is_(None))
+    )
+    if after is not None:
+        chosen = chosen.where(
+            text("households.ctid < CAST(:after_page AS tid)").bindparams(after_page=f"({after},0)")
+        )
+    if over_budget:
+        chosen = chosen.where(~exists().where(OVER_BUDGET.c.household_id == h.c.household_id))
+    statement = insert(lines).from_select(
+        ["payroll_id", "line_id", *SNAPSHOT_COLUMNS, "amount_minor"], chosen
+    )
+    result = await session.execute(statement)
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def carry_over_into(
@@ -852,8 +872,7 @@ async def carried_by_location(
 
 
 async def insert_locations(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    for batch in _batches(rows):
-        await session.execute(insert(PayrollLocation).values(list(batch)))
+    await insert_rows(session, insert(PayrollLocation), rows)
 
 
 async def delete_payroll_output(session: AsyncSession, payroll_id: UUID) -> None:
@@ -881,8 +900,7 @@ def location_at_level(code: Any, level: int | None) -> Any:
     """The code cut after its `level`-th part (`KE-047-0101` at 2 is `KE-047`)."""
     if level is None:
         return code
-    pattern = "^[^.-]+" + "([.-][^.-]+)?" * (level - 1)
-    return func.substring(code, pattern) if level > 1 else func.substring(code, "^[^.-]+")
+    return func.substring(code, "^[^.-]+" + "(?:[.-][^.-]+)?" * (level - 1))
 
 
 async def simulate(
@@ -894,58 +912,119 @@ async def simulate(
     budget_minor: int,
     location_level: int | None,
 ) -> list[SimulationRow]:
-    """Both versions over every household in one pass, grouped by location, reason and
-    whether each version pays the household; nothing is written."""
+    """Both versions over every household, grouped by location, by why each version leaves a
+    household out (None: it pays it) and by whether it meets each version's rules; nothing is
+    written. One aggregate pass; only when a version's payable households cost more than the
+    budget, a second pass ranks them (one sort when both versions share their priority)."""
+    await for_bulk_work(session)
+    e = _both_versions(current, candidate, on, currency, location_level, ordered=False).c
+    rows = await _group_simulated(session, e, e.reason, e.reason)
+    costs = (
+        sum(r.current_amount_minor for r in rows if r.current_reason is None),
+        sum(r.candidate_amount_minor for r in rows if r.candidate_reason is None),
+    )
+    if max(costs) <= budget_minor:
+        return rows
+    e = _both_versions(current, candidate, on, currency, location_level, ordered=True).c
+    shared = candidate.priority == current.priority
+    cur_order = priority_order(current.priority, _keys(e, "cur_key", current), e.household_number)
+    cand_order = (
+        cur_order
+        if shared
+        else priority_order(candidate.priority, _keys(e, "cand_key", candidate), e.household_number)
+    )
+    ranked = select(
+        *(e[name] for name in ("location_code", "cur_ok", "cand_ok", "reason")),
+        e.cur_amount,
+        e.cand_amount,
+        _running(e.cur_amount, e.cur_ok & e.reason.is_(None), cur_order).label("cur_run"),
+        _running(e.cand_amount, e.cand_ok & e.reason.is_(None), cand_order).label("cand_run"),
+    ).subquery("ranked")
+    r = ranked.c
+    over = budget_minor
+    return await _group_simulated(
+        session,
+        r,
+        case((r.reason.is_not(None), r.reason), (r.cur_run > over, "over_budget"), else_=null()),
+        case((r.reason.is_not(None), r.reason), (r.cand_run > over, "over_budget"), else_=null()),
+    )
+
+
+def _both_versions(
+    current: ProgrammeRules,
+    candidate: ProgrammeRules,
+    on: date,
+    currency: str,
+    location_level: int | None,
+    *,
+    ordered: bool,
+) -> Any:
+    """Per household meeting either version's rules: each version's verdict and amount, the
+    exclusion reason and the values of each version's priority keys (a fenced subquery: every
+    expression computed once per row). `ordered` sorts it in the current version's priority
+    order inside the fence, where PostgreSQL can sort in parallel."""
     h = households
     filters = list(dict.fromkeys([*current.member_filters(), *candidate.member_filters()]))
-    source, counts = with_member_counts(h, h, filters, on)
-    source, provider = with_providers(source, h)
-    current_ok = rule_sql(current.eligibility, household_columns(h), counts)
-    candidate_ok = rule_sql(candidate.eligibility, household_columns(h), counts)
+    counts = member_counts(h, filters, on)
+    source, provider = with_providers(h, h)
+    columns = household_columns(h)
+    ranking = ranking_columns(h)
     evaluated = (
         select(
             location_at_level(h.c.location_code, location_level).label("location_code"),
             h.c.household_number,
-            h.c.size,
-            h.c.eligibility_attributes,
-            current_ok.label("cur_ok"),
-            candidate_ok.label("cand_ok"),
+            rule_sql(current.eligibility, columns, counts).label("cur_ok"),
+            rule_sql(candidate.eligibility, columns, counts).label("cand_ok"),
             exclusion_sql(_payment_columns(h), provider, currency).label("reason"),
             amount_sql(current.formula, counts).label("cur_amount"),
             amount_sql(candidate.formula, counts).label("cand_amount"),
+            *_labelled("cur_key", priority_keys(current.priority, ranking)),
+            *_labelled("cand_key", priority_keys(candidate.priority, ranking)),
         )
         .select_from(source)
-        .where(current_ok | candidate_ok)
+        .offset(0)  # a fence (see tally_eligible)
         .subquery("evaluated")
     )
-    e = evaluated.c
-    ranked = select(
-        e.location_code,
-        e.cur_ok,
-        e.cand_ok,
-        e.reason,
-        e.cur_amount,
-        e.cand_amount,
-        _running(evaluated, current, e.cur_ok, e.cur_amount).label("cur_running"),
-        _running(evaluated, candidate, e.cand_ok, e.cand_amount).label("cand_running"),
-    ).subquery("ranked")
-    r = ranked.c
-    cur_reason = _final_reason(r.cur_ok, r.reason, r.cur_running, budget_minor)
-    cand_reason = _final_reason(r.cand_ok, r.reason, r.cand_running, budget_minor)
-    grouped = (
-        select(
-            r.location_code,
-            cur_reason.label("cur_reason"),
-            cand_reason.label("cand_reason"),
-            r.cur_ok,
-            r.cand_ok,
-            func.count(),
-            func.sum(r.cur_amount),
-            func.sum(r.cand_amount),
-        )
-        .group_by(r.location_code, cur_reason, cand_reason, r.cur_ok, r.cand_ok)
-        .order_by(r.location_code)
-    )
+    if ordered:
+        e = evaluated.c
+        order = priority_order(current.priority, _keys(e, "cur_key", current), e.household_number)
+        evaluated = select(evaluated).order_by(*order).offset(0).subquery("ordered")
+    return select(evaluated).where(evaluated.c.cur_ok | evaluated.c.cand_ok).subquery("either")
+
+
+def _labelled(prefix: str, values: Sequence[Any]) -> list[Any]:
+    return [value.label(f"{prefix}{i}") for i, value in enumerate(values)]
+
+
+def _keys(columns: Any, prefix: str, rules: ProgrammeRules) -> list[Any]:
+    return [columns[f"{prefix}{i}"] for i in range(len(rules.priority))]
+
+
+def _order(ranked: Any, rules: ProgrammeRules, prefix: str = "key") -> list[Any]:
+    """The priority order over a subquery's `<prefix>0..n` key columns."""
+    keys = _keys(ranked.c, prefix, rules)
+    return priority_order(rules.priority, keys, ranked.c.household_number)
+
+
+def _running(amount: Any, payable: Any, order: list[Any]) -> Any:
+    return func.sum(amount).filter(payable).over(order_by=order, rows=(None, 0))
+
+
+async def _group_simulated(
+    session: AsyncSession, c: Any, cur_reason: Any, cand_reason: Any
+) -> list[SimulationRow]:
+    current = case((~c.cur_ok, "not_eligible"), else_=cur_reason)
+    proposed = case((~c.cand_ok, "not_eligible"), else_=cand_reason)
+    grouped = select(
+        c.location_code,
+        current,
+        proposed,
+        c.cur_ok,
+        c.cand_ok,
+        func.count(),
+        func.sum(c.cur_amount),
+        func.sum(c.cand_amount),
+    ).group_by(c.location_code, current, proposed, c.cur_ok, c.cand_ok)
     rows = await session.execute(grouped)
     return [
         SimulationRow(code, cur, cand, bool(cur_ok), bool(cand_ok), n, int(ca), int(na))
@@ -953,178 +1032,150 @@ async def simulate(
     ]
 
 
-def _running(evaluated: FromClause, rules: ProgrammeRules, eligible: Any, amount: Any) -> Any:
-    payable = and_(eligible, evaluated.c.reason.is_(None))
-    order = priority_sql(rules.priority, ranking_columns(evaluated))
-    return func.sum(amount).filter(payable).over(order_by=order, rows=(None, 0))
-
-
-def _final_reason(eligible: Any, reason: Any, running: Any, budget_minor: int) -> Any:
-    """NULL for a household that version pays; 'not_eligible' when it does not meet them."""
-    return case(
-        (~eligible, "not_eligible"),
-        (reason.is_not(None), reason),
-        (running > budget_minor, "over_budget"),
-        else_=null(),
-    )
-
-
 # --- PayrollApproved chunks -----------------------------------------------------------
 
 
-def _line_json(line: Any) -> Any:
-    """A line as PayrollLineV1 JSON, built by PostgreSQL (json, so text is passed through)."""
-    identifier = case(
+def _json_string(value: Any) -> Any:
+    """A text column as a JSON string (escaped by PostgreSQL), or null."""
+    return func.coalesce(func.cast(func.to_json(value), Text), "null")
+
+
+def _json_plain(value: Any) -> Any:
+    """A UUID or a value of a fixed vocabulary (nothing to escape) as a JSON string, or null."""
+    return func.coalesce(literal('"') + func.cast(value, Text) + literal('"'), "null")
+
+
+def _json_object(*members: tuple[str, Any]) -> Any:
+    parts: list[Any] = []
+    for index, (key, value) in enumerate(members):
+        parts.extend([("{" if index == 0 else ",") + f'"{key}":', value])
+    return func.concat(*parts, "}")
+
+
+def _optional_object(present: Any, *members: tuple[str, Any]) -> Any:
+    return case((present.is_(None), "null"), else_=_json_object(*members))
+
+
+def line_json(line: Any) -> Any:
+    """A line as compact PayrollLineV1 JSON text, assembled by PostgreSQL."""
+    c = line.c
+    return _json_object(
+        ("line_id", _json_plain(c.line_id)),
+        ("household_id", _json_plain(c.household_id)),
+        ("household_number", _json_string(c.household_number)),
+        ("location_code", _json_string(c.location_code)),
         (
-            line.c.recipient_identifier_scheme.is_not(None),
-            func.json_build_object(
-                "scheme",
-                line.c.recipient_identifier_scheme,
-                "value",
-                line.c.recipient_identifier_value,
+            "recipient",
+            _json_object(
+                ("member_id", _json_plain(c.recipient_member_id)),
+                ("given_name", _json_string(c.recipient_given_name)),
+                ("family_name", _json_string(c.recipient_family_name)),
+                ("sex", _json_plain(c.recipient_sex)),
+                ("age_band", _json_plain(c.recipient_age_band)),
+                (
+                    "identifier",
+                    _optional_object(
+                        c.recipient_identifier_scheme,
+                        ("scheme", _json_string(c.recipient_identifier_scheme)),
+                        ("value", _json_string(c.recipient_identifier_value)),
+                    ),
+                ),
+                ("phone", _json_string(c.recipient_phone)),
             ),
         ),
-        else_=null(),
-    )
-    account = case(
+        ("provider_id", _json_plain(c.provider_id)),
+        ("mechanism", _json_plain(c.mechanism)),
+        ("pay_point_id", _json_plain(c.pay_point_id)),
         (
-            line.c.account_kind.is_not(None),
-            func.json_build_object(
-                "kind",
-                line.c.account_kind,
-                "value",
-                line.c.account_value,
-                "bank_code",
-                line.c.account_bank_code,
-                "holder_name",
-                line.c.account_holder_name,
+            "account",
+            _optional_object(
+                c.account_kind,
+                ("kind", _json_plain(c.account_kind)),
+                ("value", _json_string(c.account_value)),
+                ("bank_code", _json_string(c.account_bank_code)),
+                ("holder_name", _json_string(c.account_holder_name)),
             ),
         ),
-        else_=null(),
-    )
-    recipient = func.json_build_object(
-        "member_id",
-        line.c.recipient_member_id,
-        "given_name",
-        line.c.recipient_given_name,
-        "family_name",
-        line.c.recipient_family_name,
-        "sex",
-        line.c.recipient_sex,
-        "age_band",
-        line.c.recipient_age_band,
-        "identifier",
-        identifier,
-        "phone",
-        line.c.recipient_phone,
-    )
-    return func.json_build_object(
-        "line_id",
-        line.c.line_id,
-        "household_id",
-        line.c.household_id,
-        "household_number",
-        line.c.household_number,
-        "location_code",
-        line.c.location_code,
-        "recipient",
-        recipient,
-        "provider_id",
-        line.c.provider_id,
-        "mechanism",
-        line.c.mechanism,
-        "pay_point_id",
-        line.c.pay_point_id,
-        "account",
-        account,
-        "amount_minor",
-        line.c.amount_minor,
-        "carried_over_payment_id",
-        line.c.carried_over_payment_id,
+        ("amount_minor", func.cast(c.amount_minor, Text)),
+        ("carried_over_payment_id", _json_plain(c.carried_over_payment_id)),
     )
 
 
-async def line_json_sizes(session: AsyncSession, payroll_id: UUID) -> list[int]:
-    """The byte size of every line's JSON, in line order."""
-    result = await session.execute(
-        select(func.octet_length(func.cast(_line_json(lines), Text)))
+async def line_sizes(session: AsyncSession, payroll_id: UUID) -> list[tuple[UUID, int]]:
+    """Every line's id and the size of its JSON in bytes, in line id order (the JSON is built
+    and measured by PostgreSQL; only the sizes travel)."""
+    await for_bulk_work(session)
+    rows = await session.execute(
+        select(lines.c.line_id, func.octet_length(line_json(lines)))
         .where(lines.c.payroll_id == payroll_id)
         .order_by(lines.c.line_id)
     )
-    return [int(size) for (size,) in result]
-
-
-async def write_chunk_events(
-    session: AsyncSession,
-    payroll_id: UUID,
-    chunk_starts: Sequence[int],
-    event_ids: Sequence[UUID],
-    envelope: ChunkEnvelope,
-) -> None:
-    """One outbox row per chunk, in chunk order, assembled by PostgreSQL:
-    `before_id` + event id + `before_index` + chunk index + `,"lines":[` + the chunk's lines +
-    `]}}`. Line n (in line id order) belongs to the chunk whose first line is the last start
-    at or before n (`width_bucket` over the starts)."""
-    starts = bindparam("starts", list(chunk_starts), ARRAY(BigInteger))
-    numbered = (
-        select(
-            (func.row_number().over(order_by=lines.c.line_id) - 1).label("n"),
-            func.cast(_line_json(lines), Text).label("doc"),
-        )
-        .where(lines.c.payroll_id == payroll_id)
-        .subquery("numbered")
-    )
-    chunked = select(
-        (func.width_bucket(numbered.c.n, starts) - 1).label("chunk"),
-        numbered.c.n,
-        numbered.c.doc,
-    ).subquery("chunked")
-    per_chunk = (
-        select(
-            chunked.c.chunk,
-            func.string_agg(chunked.c.doc, aggregate_order_by(literal(","), chunked.c.n)).label(
-                "body"
-            ),
-        )
-        .group_by(chunked.c.chunk)
-        .subquery("per_chunk")
-    )
-    ids = (
-        func.unnest(bindparam("event_ids", list(event_ids), ARRAY(PgUUID(as_uuid=True))))
-        .table_valued("event_id", with_ordinality="position")
-        .render_derived(name="ids")
-    )
-    payload = func.concat(
-        envelope.before_id,
-        func.cast(ids.c.event_id, Text),
-        envelope.before_index,
-        per_chunk.c.chunk,
-        ',"lines":[',
-        per_chunk.c.body,
-        "]}}",
-    )
-    rows = (
-        select(
-            ids.c.event_id,
-            literal(envelope.topic),
-            literal(envelope.key),
-            literal(envelope.event_type),
-            func.convert_to(payload, "UTF8"),
-        )
-        .select_from(per_chunk.join(ids, ids.c.position == per_chunk.c.chunk + 1))
-        .order_by(per_chunk.c.chunk)
-    )
-    await session.execute(
-        insert(outbox).from_select(["event_id", "topic", "key", "event_type", "payload"], rows)
-    )
+    return [(line_id, int(size)) for line_id, size in rows]
 
 
 @dataclass(frozen=True)
 class ChunkEnvelope:
-    """The CloudEvent text around a chunk's id, index and lines (see write_chunk_events)."""
+    """The CloudEvent of a PayrollApproved chunk as text around what PostgreSQL fills in:
+    `before_id` + event id + `before_index` + chunk index + `,"lines":[` + lines + `]}}`."""
 
     before_id: str
     before_index: str
     topic: str
     key: str
     event_type: str
+
+    def room_for_lines(self, max_event_bytes: int) -> int:
+        framing = 36 + 20 + len(',"lines":[') + len("]}}")
+        return max_event_bytes - len(self.before_id) - len(self.before_index) - framing
+
+
+async def write_chunk_events(
+    session: AsyncSession,
+    payroll_id: UUID,
+    first_line_ids: Sequence[UUID],
+    envelope: ChunkEnvelope,
+) -> int:
+    """One outbox row per chunk, in chunk order: chunk i holds the lines from its first line
+    id up to the next chunk's, assembled by PostgreSQL from an index range of the payroll's
+    lines (one chunk in memory at a time), compressed with lz4. Answers how many."""
+    await session.execute(text("SET LOCAL default_toast_compression = 'lz4'"))
+    bounds = (
+        func.unnest(
+            bindparam("first", list(first_line_ids), ARRAY(PgUUID(as_uuid=True))),
+            bindparam("after", [*first_line_ids[1:], None], ARRAY(PgUUID(as_uuid=True))),
+        )
+        .table_valued("first", "after", with_ordinality="position")
+        .render_derived(name="bounds")
+    )
+    body = (
+        select(func.string_agg(line_json(lines), aggregate_order_by(literal(","), lines.c.line_id)))
+        .where(
+            lines.c.payroll_id == payroll_id,
+            lines.c.line_id >= bounds.c.first,
+            or_(bounds.c.after.is_(None), lines.c.line_id < bounds.c.after),
+        )
+        .scalar_subquery()
+    )
+    events = select(
+        func.uuid7().label("id"), (bounds.c.position - 1).label("chunk"), body.label("body")
+    ).subquery("events")
+    payload = func.concat(
+        envelope.before_id,
+        func.cast(events.c.id, Text),
+        envelope.before_index,
+        events.c.chunk,
+        ',"lines":[',
+        events.c.body,
+        "]}}",
+    )
+    rows = select(
+        events.c.id,
+        literal(envelope.topic),
+        literal(envelope.key),
+        literal(envelope.event_type),
+        func.convert_to(payload, "UTF8"),
+    ).order_by(events.c.chunk)
+    result = await session.execute(
+        insert(outbox).from_select(["event_id", "topic", "key", "event_type", "payload"], rows)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -51,9 +51,12 @@ from payroll.domain import (
     check_payroll_transition,
     check_programme_transition,
     chunk_starts,
+    page_ranges,
     parse_programme_rules,
+    payable_cost,
     roll_up_locations,
     summarise,
+    with_over_budget,
 )
 from payroll.models import Cycle, Payroll, Programme, RuleVersion
 from payroll.schemas import (
@@ -530,11 +533,19 @@ async def generate_payroll(
     chunk_rows: int,
     progress: Progress,
 ) -> Generation:
-    """Generates a GENERATING payroll in the caller's transaction: carry-overs first (paid
-    before anyone else), then one pass over the projection into candidates, the lines written
-    in chunks of `chunk_rows` (progress after each), the counts by location and reason, and
-    PayrollGenerated. The caller runs it in one REPEATABLE READ transaction, so every step
-    sees the same projection."""
+    """Generates a GENERATING payroll in the caller's transaction, set-based:
+
+    1. carry-overs first (paid before anyone else);
+    2. one aggregate pass counts the households meeting the rules by location and exclusion
+       reason, with their amounts;
+    3. only if the payable ones cost more than what the budget leaves, a second pass ranks
+       them by priority and sets aside those past the budget;
+    4. the lines are written from the projection by INSERT ... SELECT in page ranges of about
+       `chunk_rows` lines, with progress after each;
+    5. the counts by location and reason are stored and PayrollGenerated is written.
+
+    The caller runs it in one REPEATABLE READ transaction, so every step sees the same
+    projection (and counts and lines agree)."""
     programme = await programme_by_id(session, payroll.programme_id)
     cycle = await repository.get_cycle(session, payroll.cycle_id)
     assert cycle is not None
@@ -546,25 +557,32 @@ async def generate_payroll(
     except InvalidRules as error:
         raise Refused("rules-no-longer-valid", str(error)) from error
     on = cycle.period_start
+    currency = payroll.currency
     payroll.budget_minor = programme.budget_per_cycle_minor
     await repository.delete_payroll_output(session, payroll.id)
     if programme.carry_over:
         await repository.carry_over_into(
-            session, payroll.id, programme.id, cycle.sequence, payroll.currency, on
+            session, payroll.id, programme.id, cycle.sequence, currency, on
         )
     carried = await repository.carried_totals(session, payroll.id)
     await progress("evaluating", 0, 0)
+    tallies = await repository.tally_eligible(session, rules, on, currency)
     remaining = max(0, payroll.budget_minor - carried.amount_minor)
-    await repository.evaluate_candidates(session, rules, on, payroll.currency, remaining)
-    to_write = await repository.paid_candidates(session)
+    ranked = payable_cost(tallies) > remaining
+    if ranked:
+        past = await repository.mark_over_budget(session, rules, on, currency, remaining)
+        tallies = with_over_budget(tallies, past)
+    to_write = sum(t.households for t in tallies if t.reason is None)
+    pages = await repository.household_pages(session)
     written = 0
-    for first in range(1, to_write + 1, chunk_rows):
-        written += await repository.write_candidate_lines(
-            session, payroll.id, first, first + chunk_rows - 1
+    for page_range in page_ranges(pages, max(1, -(-to_write // chunk_rows))):
+        written += await repository.write_lines(
+            session, payroll.id, rules, on, currency, page_range, ranked
         )
         await progress("writing_lines", written, to_write)
-    tallies = await repository.candidate_tallies(session)
-    await repository.drop_candidates(session)
+    if written != to_write:  # one snapshot for every step: they cannot differ
+        raise RuntimeError(f"wrote {written} lines of the {to_write} counted")
+    await repository.drop_over_budget(session)
     summary = summarise(tallies, await repository.carried_by_location(session, payroll.id))
     await repository.insert_locations(
         session, [{"payroll_id": payroll.id, **row} for row in summary.locations]
@@ -688,14 +706,13 @@ async def reject_payroll(
     return payroll
 
 
-# The bytes a chunk's envelope may take besides its lines: the event id, the chunk index and
-# the `,"lines":[` ... `]}}` around them.
-_CHUNK_FRAME_BYTES = 36 + 20 + len(',"lines":[') + len("]}}")
-
-
 async def _publish_approved(
     session: AsyncSession, payroll: Payroll, programme: Programme, cycle: Cycle
 ) -> None:
+    """PayrollApproved in chunks: each repeats the header (validated by the contract here).
+    PostgreSQL measures every line's JSON, the lines are split greedily by count and bytes,
+    and one INSERT ... SELECT writes the chunks to the outbox, each built from its range of
+    lines."""
     header = {
         **_payroll_header(payroll, programme, cycle),
         "payment_window_start": cycle.payment_date,
@@ -710,30 +727,36 @@ async def _publish_approved(
     if payroll.line_count == 0:
         await publish(session, PayrollApprovedV1(**header, chunk_count=1))
         return
-    # The longest header possible (as many chunks as lines) bounds the room left for lines.
+    # The widest header (as many chunks as lines) bounds the room left for the lines.
     widest = chunk_envelope(PayrollApprovedV1(**header, chunk_count=payroll.line_count))
-    room = MAX_EVENT_BYTES - len(widest.before_id) - len(widest.before_index) - _CHUNK_FRAME_BYTES
-    sizes = await repository.line_json_sizes(session, payroll.id)
-    starts = chunk_starts(sizes, MAX_LINES_PER_CHUNK, room)
+    sized = await repository.line_sizes(session, payroll.id)
+    room = widest.room_for_lines(MAX_EVENT_BYTES)
+    try:
+        starts = chunk_starts([size for _, size in sized], MAX_LINES_PER_CHUNK, room)
+    except ValueError as error:
+        raise Problem(409, "payroll-line-too-large", f"cannot publish: {error}") from error
     envelope = chunk_envelope(PayrollApprovedV1(**header, chunk_count=len(starts)))
-    event_ids = [uuid7() for _ in starts]
-    await repository.write_chunk_events(session, payroll.id, starts, event_ids, envelope)
+    first_ids = [sized[start][0] for start in starts]
+    await repository.write_chunk_events(session, payroll.id, first_ids, envelope)
 
 
 def chunk_envelope(header: PayrollApprovedV1) -> repository.ChunkEnvelope:
-    """The CloudEvent of a chunk as text around its id, index and lines: the envelope (id
-    last) and the header's fields (chunk_index and lines last), validated by their models."""
+    """A chunk's CloudEvent as text around its id, index and lines: the envelope (id last)
+    and the header's fields (chunk_index and lines last)."""
     event = build_event(header)
     envelope = event.model_dump(mode="json", exclude={"id", "data"})
     data = header.model_dump(mode="json", exclude={"chunk_index", "lines"})
-    compact = {"separators": (",", ":")}
     return repository.ChunkEnvelope(
-        before_id=json.dumps(envelope, **compact)[:-1] + ',"id":"',  # type: ignore[arg-type]
-        before_index='","data":' + json.dumps(data, **compact)[:-1] + ',"chunk_index":',  # type: ignore[arg-type]
+        before_id=_compact(envelope)[:-1] + ',"id":"',
+        before_index='","data":' + _compact(data)[:-1] + ',"chunk_index":',
         topic=topic_for(header.service),
         key=header.subject(),
         event_type=header.cloudevent_type(),
     )
+
+
+def _compact(value: dict[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 # --- the scheduler ----------------------------------------------------------------------
