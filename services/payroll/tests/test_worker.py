@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from amana_common.db import Database
+from amana_common.errors import Problem
 from amana_common.testing.databases import outbox_events
 from payroll import repository, service
 from payroll.models import Cycle, Payroll, PayrollLine
@@ -101,7 +102,7 @@ async def test_an_operator_and_the_scheduler_racing_for_a_cycle_make_one_payroll
             async with committed.sessionmaker() as session, session.begin():
                 await service.trigger_payroll(session, programme_id, 3, "manager-1")
             return "created"
-        except service.Problem as problem:
+        except Problem as problem:
             return problem.slug
 
     outcomes = await asyncio.gather(
@@ -208,7 +209,7 @@ async def test_a_failed_generation_is_retried_by_an_operator_who_becomes_a_maker
     assert await Generator(committed, payroll_settings()).generate_next()
 
     async with committed.sessionmaker() as session, session.begin():
-        with pytest.raises(service.Problem) as refused:
+        with pytest.raises(Problem) as refused:
             await service.approve_payroll(session, payroll_id, "manager-2")
     assert refused.value.slug == "maker-checker"
     async with committed.sessionmaker() as session, session.begin():
