@@ -4,6 +4,7 @@
 -- After adding a service, `docker compose down -v` re-initialises the volume.
 CREATE DATABASE amana_registry;
 CREATE DATABASE amana_provider;
+CREATE DATABASE amana_payroll;
 CREATE DATABASE amana_disbursement;
 CREATE DATABASE amana_psp_sandbox;
 CREATE DATABASE amana_analytics;

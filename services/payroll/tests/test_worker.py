@@ -49,26 +49,26 @@ async def line_count(database: Database, payroll_id: UUID) -> int:
 
 
 async def test_racing_schedulers_create_exactly_one_payroll_per_due_cycle(
-    committed: Database,
+    committed_database: Database,
 ) -> None:
-    await seed(committed)
-    programmes = [await active_programme(committed, f"CT-{n:02d}") for n in range(12)]
+    await seed(committed_database)
+    programmes = [await active_programme(committed_database, f"CT-{n:02d}") for n in range(12)]
     settings = payroll_settings()
-    schedulers = [Scheduler(committed, settings) for _ in range(4)]
+    schedulers = [Scheduler(committed_database, settings) for _ in range(4)]
 
     # 7 March: cycle 3 (paid from 10 March, generated from the 5th) is due; the windows of
     # cycles 1 and 2 have closed.
     created = await asyncio.gather(*(s.tick(on=date(2026, 3, 7)) for s in schedulers))
-    after_restart = await Scheduler(committed, settings).tick(on=date(2026, 3, 7))
+    after_restart = await Scheduler(committed_database, settings).tick(on=date(2026, 3, 7))
 
     assert sum(len(ids) for ids in created) == 12
     assert after_restart == []
-    rows = await payroll_rows(committed)
+    rows = await payroll_rows(committed_database)
     assert sorted(p.programme_id for p in rows) == sorted(programmes)
     assert {(p.status, p.trigger, p.generated_by) for p in rows} == {
         ("GENERATING", "schedule", "system:scheduler")
     }
-    async with committed.sessionmaker() as session:
+    async with committed_database.sessionmaker() as session:
         sequences = set(
             (
                 await session.scalars(
@@ -80,36 +80,38 @@ async def test_racing_schedulers_create_exactly_one_payroll_per_due_cycle(
 
 
 async def test_the_scheduler_leaves_suspended_programmes_and_rejected_cycles_alone(
-    committed: Database,
+    committed_database: Database,
 ) -> None:
-    await seed(committed)
-    suspended = await active_programme(committed, "CT-SUSP")
-    async with committed.sessionmaker() as session, session.begin():
+    await seed(committed_database)
+    suspended = await active_programme(committed_database, "CT-SUSP")
+    async with committed_database.sessionmaker() as session, session.begin():
         await service.change_programme_status(session, suspended, "suspended", "Audit", "m")
     settings = payroll_settings()
 
-    assert await Scheduler(committed, settings).tick(on=date(2026, 3, 7)) == []
+    assert await Scheduler(committed_database, settings).tick(on=date(2026, 3, 7)) == []
 
 
 async def test_an_operator_and_the_scheduler_racing_for_a_cycle_make_one_payroll(
-    committed: Database,
+    committed_database: Database,
 ) -> None:
-    await seed(committed)
-    programme_id = await active_programme(committed, "CT-RACE")
+    await seed(committed_database)
+    programme_id = await active_programme(committed_database, "CT-RACE")
 
     async def operator() -> str:
         try:
-            async with committed.sessionmaker() as session, session.begin():
+            async with committed_database.sessionmaker() as session, session.begin():
                 await service.trigger_payroll(session, programme_id, 3, "manager-1")
             return "created"
         except Problem as problem:
             return problem.slug
 
     outcomes = await asyncio.gather(
-        operator(), Scheduler(committed, payroll_settings()).tick(on=date(2026, 3, 7)), operator()
+        operator(),
+        Scheduler(committed_database, payroll_settings()).tick(on=date(2026, 3, 7)),
+        operator(),
     )
 
-    assert len(await payroll_rows(committed)) == 1
+    assert len(await payroll_rows(committed_database)) == 1
     assert sum(1 for o in outcomes if o == "created" or (isinstance(o, list) and o)) == 1
 
 
@@ -123,17 +125,17 @@ async def triggered(database: Database, **overrides: Any) -> UUID:
     return payroll.id
 
 
-async def test_racing_generators_generate_a_payroll_once(committed: Database) -> None:
-    payroll_id = await triggered(committed)
-    generators = [Generator(committed, payroll_settings()) for _ in range(5)]
+async def test_racing_generators_generate_a_payroll_once(committed_database: Database) -> None:
+    payroll_id = await triggered(committed_database)
+    generators = [Generator(committed_database, payroll_settings()) for _ in range(5)]
 
     worked = await asyncio.gather(*(g.generate_next() for g in generators))
 
     assert sorted(worked) == [False] * 4 + [True]
-    (payroll,) = await payroll_rows(committed)
+    (payroll,) = await payroll_rows(committed_database)
     assert (payroll.status, payroll.line_count) == ("PENDING_APPROVAL", 3)
-    assert await line_count(committed, payroll_id) == 3
-    generated = [e for e in await outbox_events(committed) if e.name == "PayrollGenerated"]
+    assert await line_count(committed_database, payroll_id) == 3
+    generated = [e for e in await outbox_events(committed_database) if e.name == "PayrollGenerated"]
     assert len(generated) == 1
 
 
@@ -162,78 +164,82 @@ class Watched(Generator):
 
 
 async def test_progress_shows_while_the_payroll_is_generated_and_nothing_else_does(
-    committed: Database,
+    committed_database: Database,
 ) -> None:
-    payroll_id = await triggered(committed)
-    generator = Watched(committed, payroll_settings())
+    payroll_id = await triggered(committed_database)
+    generator = Watched(committed_database, payroll_settings())
 
     assert await generator.generate_next()
 
     assert generator.seen[0] == ("evaluating", 0, 0, "GENERATING", 0)
     assert ("writing_lines", 3, 3, "GENERATING", 0) in generator.seen
     assert generator.seen[-1] == ("done", 3, 3, "GENERATING", 0)
-    assert (await payroll_rows(committed))[0].status == "PENDING_APPROVAL"
-    assert await line_count(committed, payroll_id) == 3
+    assert (await payroll_rows(committed_database))[0].status == "PENDING_APPROVAL"
+    assert await line_count(committed_database, payroll_id) == 3
 
 
 async def test_a_worker_that_dies_mid_generation_leaves_it_to_another(
-    committed: Database,
+    committed_database: Database,
 ) -> None:
-    payroll_id = await triggered(committed)
-    generator = Generator(committed, payroll_settings())
+    payroll_id = await triggered(committed_database)
+    generator = Generator(committed_database, payroll_settings())
 
-    async with committed.sessionmaker() as dying:
+    async with committed_database.sessionmaker() as dying:
         await dying.begin()
         assert await repository.claim_generating(dying) is not None
         assert await generator.generate_next() is False, "held by the other worker"
         await dying.rollback()  # its connection ends: the lock goes with it
 
     assert await generator.generate_next() is True
-    assert await line_count(committed, payroll_id) == 3
+    assert await line_count(committed_database, payroll_id) == 3
 
 
 async def test_a_failed_generation_is_retried_by_an_operator_who_becomes_a_maker(
-    committed: Database,
+    committed_database: Database,
 ) -> None:
-    payroll_id = await triggered(committed)
+    payroll_id = await triggered(committed_database)
     # The deployment dropped the pmt_score attribute the programme's priority uses.
-    assert await Generator(committed, payroll_settings(eligibility_attributes={})).generate_next()
-    (failed,) = await payroll_rows(committed)
+    assert await Generator(
+        committed_database, payroll_settings(eligibility_attributes={})
+    ).generate_next()
+    (failed,) = await payroll_rows(committed_database)
     assert failed.status == "FAILED"
     assert failed.failure is not None and "budget_priority.0.by" in failed.failure
-    assert await line_count(committed, payroll_id) == 0
+    assert await line_count(committed_database, payroll_id) == 0
 
-    async with committed.sessionmaker() as session, session.begin():
+    async with committed_database.sessionmaker() as session, session.begin():
         retried = await service.retry_payroll(session, payroll_id, "manager-2")
     assert (retried.status, retried.changed_by) == ("GENERATING", "manager-2")
-    assert await Generator(committed, payroll_settings()).generate_next()
+    assert await Generator(committed_database, payroll_settings()).generate_next()
 
-    async with committed.sessionmaker() as session, session.begin():
+    async with committed_database.sessionmaker() as session, session.begin():
         with pytest.raises(Problem) as refused:
             await service.approve_payroll(session, payroll_id, "manager-2")
     assert refused.value.slug == "maker-checker"
-    async with committed.sessionmaker() as session, session.begin():
+    async with committed_database.sessionmaker() as session, session.begin():
         approved = await service.approve_payroll(session, payroll_id, "checker-1")
     assert approved.status == "APPROVED"
 
 
-async def test_a_generation_that_keeps_failing_gives_up(committed: Database) -> None:
-    payroll_id = await triggered(committed)
+async def test_a_generation_that_keeps_failing_gives_up(committed_database: Database) -> None:
+    payroll_id = await triggered(committed_database)
     settings = payroll_settings(generation_max_attempts=1)
-    async with committed.sessionmaker() as session, session.begin():
+    async with committed_database.sessionmaker() as session, session.begin():
         await repository.start_attempt(session, payroll_id)  # an attempt that died
 
-    assert await Generator(committed, settings).generate_next()
+    assert await Generator(committed_database, settings).generate_next()
 
-    (payroll,) = await payroll_rows(committed)
+    (payroll,) = await payroll_rows(committed_database)
     assert payroll.status == "FAILED"
     assert payroll.failure == "gave up after 1 attempts"
 
 
-async def test_projection_of_a_provider_keeps_only_newer_snapshots(committed: Database) -> None:
+async def test_projection_of_a_provider_keeps_only_newer_snapshots(
+    committed_database: Database,
+) -> None:
     from .factories import project
 
-    await project(committed, provider(version=2, status="suspended"), provider(version=1))
-    async with committed.sessionmaker() as session:
+    await project(committed_database, provider(version=2, status="suspended"), provider(version=1))
+    async with committed_database.sessionmaker() as session:
         status = await session.scalar(select(repository.providers.c.status))
     assert status == "suspended"

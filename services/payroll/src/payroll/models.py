@@ -18,7 +18,7 @@ transaction runs.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from sqlalchemy import (
@@ -40,20 +40,17 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from amana_common.db import new_metadata
+from amana_common.value_sets import one_of
+from amana_contracts.payroll import FrequencyUnit, ProgrammeStatus
+from payroll.domain import PayrollStatus
 
 CODE_LENGTH = 32
 NAME_LENGTH = 200
 SUBJECT_LENGTH = 200
 REASON_LENGTH = 500
 
-PROGRAMME_STATUSES = ("draft", "active", "suspended", "closed")
-FREQUENCY_UNITS = ("monthly", "every_n_months", "quarterly")
-PAYROLL_STATUSES = ("GENERATING", "PENDING_APPROVAL", "APPROVED", "REJECTED", "FAILED")
-TRIGGERS = ("schedule", "operator")
-
-
-def one_of(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+PAYROLL_STATUSES = tuple(status.value for status in PayrollStatus)
+Trigger = Literal["schedule", "operator"]
 
 
 class Base(DeclarativeBase):
@@ -154,8 +151,8 @@ class CarryOver(Base):
 class Programme(Base):
     __tablename__ = "programmes"
     __table_args__ = (
-        CheckConstraint(one_of("status", PROGRAMME_STATUSES), name="status"),
-        CheckConstraint(one_of("frequency_unit", FREQUENCY_UNITS), name="frequency_unit"),
+        CheckConstraint(one_of("status", ProgrammeStatus), name="status"),
+        CheckConstraint(one_of("frequency_unit", FrequencyUnit), name="frequency_unit"),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency"),
         CheckConstraint("end_date IS NULL OR end_date >= start_date", name="dates"),
         CheckConstraint(
@@ -248,7 +245,7 @@ class Payroll(Base):
             "ix_payrolls_generating", "created_at", postgresql_where=text("status = 'GENERATING'")
         ),
         CheckConstraint(one_of("status", PAYROLL_STATUSES), name="status"),
-        CheckConstraint(one_of("trigger", TRIGGERS), name="trigger"),
+        CheckConstraint(one_of("trigger", Trigger), name="trigger"),
         CheckConstraint(
             "line_count >= 0 AND total_amount_minor >= 0 AND budget_minor >= 0", name="totals"
         ),

@@ -9,20 +9,12 @@ published in the OpenAPI document as the `EligibilityRule`, `BenefitFormula` and
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    WithJsonSchema,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from amana_common.validation import CurrencyCode, Omittable
+from amana_common.validation import CurrencyCode, MultiLine, Name, Omittable, Text
 from amana_contracts.demographics import AGE_BANDS
 from amana_contracts.payroll import ExclusionReason, FrequencyUnit, ProgrammeStatus
 from amana_contracts.provider import Mechanism
@@ -36,33 +28,10 @@ from payroll.domain import (
     SEXES,
     PayrollStatus,
 )
+from payroll.models import Trigger
 
-
-def _printable(value: str) -> str:
-    """Control characters have no place in a name or a reason (and break logs and files)."""
-    if not value.isprintable():
-        raise ValueError("must not contain control characters")
-    return value
-
-
-Code = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Z0-9][A-Z0-9_-]{1,31}$")
-]
-Name = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-    AfterValidator(_printable),
-]
-Description = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=2000),
-    AfterValidator(_printable),
-]
-Reason = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=3, max_length=500),
-    AfterValidator(_printable),
-]
+Code = Annotated[str, Text(pattern=r"^[A-Z0-9][A-Z0-9_-]{1,31}$")]
+Reason = Annotated[str, Text(min_length=3, max_length=500, multiline=True)]
 Budget = Annotated[int, Field(ge=0, le=10**15, description="Per cycle, in minor units")]
 
 # --- the rule grammar, as JSON Schema -------------------------------------------------------
@@ -250,20 +219,42 @@ RULE_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
-def _schema(name: str) -> WithJsonSchema:
-    """A reference to one of RULE_SCHEMAS (in allOf, so a field may add its description)."""
-    return WithJsonSchema({"allOf": [{"$ref": _REF + name}]})
+GRAMMAR_KEY = "x-amana-grammar"
 
 
-RuleTree = Annotated[dict[str, Any], _schema("EligibilityRule")]
-FormulaJson = Annotated[dict[str, Any], _schema("BenefitFormula")]
+def _grammar(name: str) -> Any:
+    """Marks a field as holding one of RULE_SCHEMAS; `link_rule_grammar` makes the OpenAPI
+    document refer to it (the model's own schema stays a plain object, which `domain`
+    validates)."""
+    return Field(json_schema_extra={GRAMMAR_KEY: name})
+
+
+RuleTree = Annotated[dict[str, Any], _grammar("EligibilityRule")]
+FormulaJson = Annotated[dict[str, Any], _grammar("BenefitFormula")]
 PriorityJson = Annotated[
-    list[dict[str, Any]],
-    Field(max_length=MAX_PRIORITY_KEYS),
-    WithJsonSchema(
-        {"type": "array", "maxItems": MAX_PRIORITY_KEYS, "items": {"$ref": _REF + "PriorityKey"}}
-    ),
+    list[dict[str, Any]], Field(max_length=MAX_PRIORITY_KEYS), _grammar("PriorityKey")
 ]
+
+
+def link_rule_grammar(node: Any) -> None:
+    """Points every marked field of an OpenAPI document at its RULE_SCHEMAS entry."""
+    if isinstance(node, list):
+        for item in node:
+            link_rule_grammar(item)
+        return
+    if not isinstance(node, dict):
+        return
+    name = node.pop(GRAMMAR_KEY, None)
+    if name is not None:
+        reference = {"$ref": _REF + name}
+        if node.get("type") == "array":
+            node["items"] = reference
+        else:
+            kept = {k: v for k, v in node.items() if k in ("title", "description")}
+            node.clear()
+            node.update({"allOf": [reference], **kept})
+    for value in node.values():
+        link_rule_grammar(value)
 
 
 class Strict(BaseModel):
@@ -296,7 +287,7 @@ class RulesIn(Strict):
 class ProgrammeIn(RulesIn):
     code: Code = Field(description="Unique, upper-case: e.g. CT-OVC-2027")
     name: Name
-    description: Description | None = None
+    description: MultiLine | None = None
     currency: CurrencyCode = Field(description="ISO 4217; an active provider must serve it")
     start_date: date
     end_date: date | None = None
@@ -316,7 +307,7 @@ class ProgrammePatch(Strict):
     programme is a draft; rules and formula change through a new version."""
 
     name: Omittable[Name] = None
-    description: Description | None = None
+    description: MultiLine | None = None
     currency: Omittable[CurrencyCode] = None
     start_date: Omittable[date] = None
     end_date: date | None = Field(default=None, description="null: open-ended")
@@ -479,7 +470,7 @@ class PayrollOut(BaseModel):
     carried_over_count: int
     total_amount_minor: int
     exclusions: dict[str, int]
-    trigger: Literal["schedule", "operator"]
+    trigger: Trigger
     generated_by: str = Field(description="Who triggered it (system:scheduler when scheduled)")
     changed_by: str | None
     decided_by: str | None

@@ -173,8 +173,7 @@ def projections(settings: ServiceSettings, database: Database) -> Component:
     )
 
 
-def worker_components(settings: ServiceSettings, database: Database) -> Sequence[Component]:
-    assert isinstance(settings, PayrollSettings)
+def worker_components(settings: PayrollSettings, database: Database) -> Sequence[Component]:
     return [
         outbox_relay(settings, database),
         projections(settings, database),
