@@ -8,7 +8,6 @@ from typing import Any
 from uuid import UUID
 
 import httpx
-import pytest
 from uuid6 import uuid7
 
 from amana_common.auth import Role
@@ -119,16 +118,6 @@ async def generate(database: Database, chunk_rows: int = 1_000) -> list[tuple[st
         assert payroll is not None
         await service.generate_payroll(session, payroll, ATTRIBUTES, chunk_rows, progress)
     return reported
-
-
-@pytest.fixture
-async def manager(settings: PayrollSettings) -> dict[str, str]:
-    return as_user(settings, "manager-1", Role.programme_manager)
-
-
-@pytest.fixture
-async def checker(settings: PayrollSettings) -> dict[str, str]:
-    return as_user(settings, "checker-1", Role.payroll_approver)
 
 
 async def generated_payroll(

@@ -161,10 +161,14 @@ def _typed(model: type, handler: Handler) -> object:
     return handle
 
 
-def projections(settings: ServiceSettings, database: Database) -> Component:
+def projections(
+    settings: ServiceSettings, database: Database, name: str = CONSUMER_NAME
+) -> Component:
+    """The consumer of registry, provider and disbursement events into the projections;
+    `name` is its consumer group and its name in processed_events."""
     handlers = {model.cloudevent_type(): _typed(model, h) for model, h in HANDLERS.items()}
     return IdempotentConsumer(
-        CONSUMER_NAME,
+        name,
         database.sessionmaker,
         settings.kafka_bootstrap,
         handlers,  # type: ignore[arg-type]
