@@ -19,10 +19,10 @@ from .test_generation import active_programme, all_lines, generate, seed
 def failure(line: dict[str, Any], payroll: dict[str, Any], *, retryable: bool) -> PaymentFailedV1:
     return PaymentFailedV1.model_validate(
         {
-            "payment_id": UUID(int=int(line["line_id"].replace("-", ""), 16) ^ 1),
+            "payment_id": UUID(int=int(line["id"].replace("-", ""), 16) ^ 1),
             "payment_number": "PAY-0000000001",
             "payroll_id": payroll["id"],
-            "payroll_line_id": line["line_id"],
+            "payroll_line_id": line["id"],
             "programme_id": payroll["programme_id"],
             "cycle_id": payroll["cycle_id"],
             "household_id": line["household_id"],

@@ -3,6 +3,7 @@ hand-computed values, then approval and its chunks."""
 
 import csv
 import io
+import json
 from datetime import date
 from typing import Any
 from uuid import UUID
@@ -12,6 +13,7 @@ from uuid6 import uuid7
 
 from amana_common.auth import Role
 from amana_common.db import Database
+from amana_common.testing.clients import captured_json_log
 from amana_common.testing.databases import outbox_events
 from amana_contracts.payroll import PayrollApprovedV1, PayrollGeneratedV1
 from payroll import repository, service
@@ -333,3 +335,26 @@ async def test_analysts_read_counts_but_never_lines(
     assert (
         await client.get(f"/payrolls/{payroll['id']}/lines.csv", headers=analyst)
     ).status_code == 403
+
+
+async def test_reading_lines_is_audited_with_the_ids_read_and_no_personal_data(
+    client: httpx.AsyncClient,
+    database: Database,
+    manager: dict[str, str],
+    settings: PayrollSettings,
+) -> None:
+    payroll = await generated_payroll(client, database, manager)
+    finance = as_user(settings, "finance-1", Role.finance)
+
+    with captured_json_log("amana.audit") as log:
+        page = await client.get(f"/payrolls/{payroll['id']}/lines", headers=finance)
+        await client.get(f"/payrolls/{payroll['id']}/lines.csv", headers=finance)
+
+    reads = [json.loads(line)["audit"] for line in log.getvalue().splitlines()]
+    assert [(r["read"]["kind"], r["principal"], r["role"], r["target"]) for r in reads] == [
+        ("payroll_line", "finance-1", "finance", payroll["id"]),
+        ("payroll_lines_export", "finance-1", "finance", payroll["id"]),
+    ]
+    assert sorted(reads[0]["read"]["ids"]) == sorted(line["id"] for line in page.json()["items"])
+    for personal in ("GivenH0000000001", "IDH0000000001", "+254700000001"):
+        assert personal not in log.getvalue()

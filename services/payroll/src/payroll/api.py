@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
+from amana_common.audit import audited_read
 from amana_common.auth import Principal, Role, require
 from amana_common.db import Database, SessionDep
 from amana_common.errors import PROBLEM_RESPONSES, Problem, problem_doc
@@ -527,14 +528,19 @@ def line_out(line: PayrollLine) -> LineOut:
         else None
     )
     fields = {name: getattr(line, name) for name in LineOut.model_fields if hasattr(line, name)}
-    return LineOut.model_validate(fields | {"recipient_identifier": identifier, "account": account})
+    return LineOut.model_validate(
+        fields | {"id": line.line_id, "recipient_identifier": identifier, "account": account}
+    )
 
 
 @payrolls.get(
     "/{payroll_id}/lines",
     response_model=Page[LineOut],
     summary="A payroll's lines (personal data)",
-    dependencies=[READ_LINES],
+    dependencies=[
+        READ_LINES,
+        audited_read("payroll_line", ("location_code", "provider_id", "cursor", "limit")),
+    ],
 )
 async def list_lines(
     payroll_id: UUID,
@@ -595,7 +601,7 @@ def _cell(name: str, value: object) -> object:
     summary="Export a payroll's lines as CSV (personal data)",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {}}, "description": "The lines, streamed"}},
-    dependencies=[READ_LINES],
+    dependencies=[READ_LINES, audited_read("payroll_lines_export")],
 )
 async def export_lines(
     payroll_id: UUID, request: Request, session: SessionDep

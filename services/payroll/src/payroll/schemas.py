@@ -516,7 +516,7 @@ class AccountOut(BaseModel):
 
 
 class LineOut(BaseModel):
-    line_id: UUID
+    id: UUID = Field(description="The line's id (`line_id` in PayrollApproved)")
     household_id: UUID
     household_number: str
     location_code: str
