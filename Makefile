@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # The chart renders only with a way to verify tokens: an example identity provider and Secret.
 HELM_EXAMPLE_VALUES := --set global.jwksUrl=https://idp.example.org/certs --set secrets.existingSecret=amana-secrets
 
-.PHONY: help uv sync infra run stop status test test-unit test-integration test-contract lint format contracts catalog service helm-lint logs bench bench-gateway bench-disbursement bench-registry-search bench-registry-import bench-registry-dedupe bench-outbox load-test bench-analytics
+.PHONY: help uv sync infra run stop status test test-unit test-integration test-contract lint format contracts catalog service helm-lint logs bench bench-gateway bench-disbursement bench-registry-search bench-registry-import bench-registry-dedupe bench-outbox load-test bench-analytics bench-payroll
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -128,3 +128,6 @@ load-test: sync ## mixed load through the gateway of `make run`'s stack: 100 use
 
 bench-analytics: infra ## analytics: ingest 1M payment events from Kafka (<= 120 s), every report over them (<= 1 s)
 	@$(RUN) python bench/analytics_at_scale.py
+
+bench-payroll: infra ## 1M households: generation (<= 60 s, <= 3x a bare INSERT ... SELECT), simulation (<= 5 s), PayrollApproved to Kafka (<= 60 s), projection catch-up (<= 3 min)
+	@$(RUN) python bench/payroll_at_scale.py
