@@ -4,6 +4,7 @@ test_generation, with a budget that binds and one that does not; nothing is writ
 from typing import Any
 
 import httpx
+import pytest
 
 from amana_common.auth import Role
 from amana_common.db import Database
@@ -12,7 +13,7 @@ from payroll.models import Payroll, PayrollLine
 from payroll.settings import PayrollSettings
 
 from .factories import FORMULA, as_user
-from .test_generation import BUDGET, EXPECTED_EXCLUSIONS, active_programme, seed
+from .test_generation import BUDGET, EXPECTED_EXCLUSIONS, active_programme, generate, seed
 
 # Only KE-047-0101, children or not: H1, H2, H6, H7, H8, H11, H12, H13 are eligible; of them
 # H1 (350,000), H2 (600,000), H11 (300,000: no child) and H12 (350,000) are payable; by
@@ -30,11 +31,18 @@ async def simulate(client: httpx.AsyncClient, programme_id: str, **body: Any) ->
     return dict(response.json())
 
 
+@pytest.mark.parametrize("after_a_payroll", [False, True])
 async def test_a_budget_that_binds_leaves_out_the_last_by_priority_in_each_version(
-    client: httpx.AsyncClient, database: Database
+    client: httpx.AsyncClient, database: Database, after_a_payroll: bool
 ) -> None:
+    """The same answer whether simulation counts first (nothing says the budget binds) or
+    ranks at once (the last payroll left someone out over budget)."""
     await seed(database)
     programme = await active_programme(client, budget_per_cycle_minor=BUDGET)
+    if after_a_payroll:
+        url = f"/programmes/{programme['id']}/payrolls"
+        assert (await client.post(url, json={"cycle_sequence": 1})).status_code == 202
+        await generate(database)
 
     result = await simulate(client, programme["id"])
 
@@ -118,5 +126,5 @@ async def test_simulation_writes_nothing_and_names_the_path_of_a_bad_rule(
     assert analyst.status_code == 200
     assert approver.status_code == 403
     assert await row_count(database, Payroll.__table__) == 0
-    assert await row_count(database, PayrollLine.__table__) == 0
+    assert await row_count(database, PayrollLine.__table__) == 0  # and nothing else:
     assert len(await outbox_events(database)) == events_before

@@ -59,39 +59,40 @@ def upgrade() -> None:
 
 
 def _projections() -> None:
+    # Columns in the order generation and simulation read them: fixed-width first, then what
+    # the rules read, then what only a line's snapshot copies (PostgreSQL reads a row's
+    # columns up to the last one a query needs).
     op.create_table(
         "households",
         sa.Column("household_id", UUID(as_uuid=True), primary_key=True),
-        *_text("household_number", "location_code"),
-        sa.Column("location_ancestors", ARRAY(sa.Text), nullable=False),
-        *_text("status"),
-        sa.Column("duplicate_review_open", sa.Boolean, nullable=False),
         sa.Column("size", sa.Integer, nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("duplicate_review_open", sa.Boolean, nullable=False),
+        sa.Column("payable", sa.Boolean, nullable=False),
+        *_text("status", "location_code"),
+        sa.Column("location_ancestors", ARRAY(sa.Text), nullable=False),
+        *_text("household_number"),
+        sa.Column("eligibility_attributes", JSONB, nullable=False),
         sa.Column("member_birth_dates", ARRAY(sa.Date), nullable=False),
         sa.Column("member_keys", ARRAY(sa.Integer), nullable=False),
-        sa.Column("eligibility_attributes", JSONB, nullable=False),
-        *_uuid("recipient_member_id", nullable=True),
-        *_text("recipient_given_name", "recipient_family_name", "recipient_sex", nullable=True),
+        sa.Column("not_payable_reasons", ARRAY(sa.Text), nullable=False),
+        *_uuid("provider_id", nullable=True),
+        *_text("mechanism", nullable=True),
+        *_uuid("pay_point_id", "recipient_member_id", nullable=True),
         sa.Column("recipient_date_of_birth", sa.Date),
         *_text(
+            "recipient_given_name",
+            "recipient_family_name",
+            "recipient_sex",
             "recipient_identifier_scheme",
             "recipient_identifier_value",
             "recipient_phone",
-            nullable=True,
-        ),
-        *_uuid("provider_id", nullable=True),
-        *_text("mechanism", nullable=True),
-        *_uuid("pay_point_id", nullable=True),
-        *_text(
             "account_kind",
             "account_value",
             "account_bank_code",
             "account_holder_name",
             nullable=True,
         ),
-        sa.Column("payable", sa.Boolean, nullable=False),
-        sa.Column("not_payable_reasons", ARRAY(sa.Text), nullable=False),
-        sa.Column("version", sa.Integer, nullable=False),
         *_moment("updated_at", nullable=True),
         *_moment("projected_at"),
     )

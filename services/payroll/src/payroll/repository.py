@@ -411,6 +411,17 @@ async def list_payrolls(
     return list((await session.scalars(statement)).all())
 
 
+async def latest_payroll(session: AsyncSession, programme_id: UUID) -> Payroll | None:
+    """The programme's most recently generated payroll."""
+    statement = (
+        select(Payroll)
+        .where(Payroll.programme_id == programme_id, Payroll.generated_at.is_not(None))
+        .order_by(Payroll.generated_at.desc())
+        .limit(1)
+    )
+    return (await session.scalars(statement)).one_or_none()
+
+
 async def live_payrolls(session: AsyncSession, cycle_ids: Sequence[UUID]) -> dict[UUID, Payroll]:
     """The payroll of each of these cycles that is not rejected, by cycle."""
     if not cycle_ids:
@@ -911,20 +922,25 @@ async def simulate(
     currency: str,
     budget_minor: int,
     location_level: int | None,
+    *,
+    likely_over_budget: bool = False,
 ) -> list[SimulationRow]:
     """Both versions over every household, grouped by location, by why each version leaves a
     household out (None: it pays it) and by whether it meets each version's rules; nothing is
-    written. One aggregate pass; only when a version's payable households cost more than the
-    budget, a second pass ranks them (one sort when both versions share their priority)."""
+    written. A budget that binds needs the payable households ranked (one sort when both
+    versions share their priority); one that does not, a single aggregate pass. Unless the
+    caller expects the budget to bind, the aggregate runs first and the ranking only if
+    needed."""
     await for_bulk_work(session)
-    e = _both_versions(current, candidate, on, currency, location_level, ordered=False).c
-    rows = await _group_simulated(session, e, e.reason, e.reason)
-    costs = (
-        sum(r.current_amount_minor for r in rows if r.current_reason is None),
-        sum(r.candidate_amount_minor for r in rows if r.candidate_reason is None),
-    )
-    if max(costs) <= budget_minor:
-        return rows
+    if not likely_over_budget:
+        e = _both_versions(current, candidate, on, currency, location_level, ordered=False).c
+        rows = await _group_simulated(session, e, e.reason, e.reason)
+        costs = (
+            sum(r.current_amount_minor for r in rows if r.current_reason is None),
+            sum(r.candidate_amount_minor for r in rows if r.candidate_reason is None),
+        )
+        if max(costs) <= budget_minor:
+            return rows
     e = _both_versions(current, candidate, on, currency, location_level, ordered=True).c
     shared = candidate.priority == current.priority
     cur_order = priority_order(current.priority, _keys(e, "cur_key", current), e.household_number)

@@ -415,8 +415,18 @@ async def simulate(
         programme.currency,
         budget,
         location_level,
+        likely_over_budget=await _likely_over_budget(session, programme.id, budget),
     )
     return SimulationResult(programme, cycle, budget, rows)
+
+
+async def _likely_over_budget(session: AsyncSession, programme_id: UUID, budget: int) -> bool:
+    """Whether the last payroll says this budget binds (then simulation ranks at once)."""
+    latest = await repository.latest_payroll(session, programme_id)
+    if latest is None:
+        return False
+    cut = latest.exclusions.get("over_budget", 0) > 0 and budget <= latest.budget_minor
+    return cut or latest.total_amount_minor > budget
 
 
 def _simulated_cycle(programme: Programme, sequence: int | None, today: date) -> CycleDates:
