@@ -29,7 +29,6 @@ from sqlalchemy import (
     func,
     literal,
     null,
-    or_,
     select,
     text,
     update,
@@ -1148,27 +1147,26 @@ class ChunkEnvelope:
 async def write_chunk_events(
     session: AsyncSession,
     payroll_id: UUID,
-    first_line_ids: Sequence[UUID],
+    chunks: Sequence[tuple[UUID, UUID]],
     envelope: ChunkEnvelope,
 ) -> int:
-    """One outbox row per chunk, in chunk order: chunk i holds the lines from its first line
-    id up to the next chunk's, assembled by PostgreSQL from an index range of the payroll's
-    lines (one chunk in memory at a time), compressed with lz4. Answers how many."""
+    """One outbox row per chunk, in chunk order: chunk i holds the lines from its first to its
+    last line id, assembled by PostgreSQL from that index range of the payroll's lines (one
+    chunk in memory at a time), compressed with lz4. Answers how many."""
     await session.execute(text("SET LOCAL default_toast_compression = 'lz4'"))
     bounds = (
         func.unnest(
-            bindparam("first", list(first_line_ids), ARRAY(PgUUID(as_uuid=True))),
-            bindparam("after", [*first_line_ids[1:], None], ARRAY(PgUUID(as_uuid=True))),
+            bindparam("first", [first for first, _ in chunks], ARRAY(PgUUID(as_uuid=True))),
+            bindparam("last", [last for _, last in chunks], ARRAY(PgUUID(as_uuid=True))),
         )
-        .table_valued("first", "after", with_ordinality="position")
+        .table_valued("first", "last", with_ordinality="position")
         .render_derived(name="bounds")
     )
     body = (
         select(func.string_agg(line_json(lines), aggregate_order_by(literal(","), lines.c.line_id)))
         .where(
             lines.c.payroll_id == payroll_id,
-            lines.c.line_id >= bounds.c.first,
-            or_(bounds.c.after.is_(None), lines.c.line_id < bounds.c.after),
+            lines.c.line_id.between(bounds.c.first, bounds.c.last),
         )
         .scalar_subquery()
     )

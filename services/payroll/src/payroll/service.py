@@ -746,8 +746,9 @@ async def _publish_approved(
     except ValueError as error:
         raise Problem(409, "payroll-line-too-large", f"cannot publish: {error}") from error
     envelope = chunk_envelope(PayrollApprovedV1(**header, chunk_count=len(starts)))
-    first_ids = [sized[start][0] for start in starts]
-    await repository.write_chunk_events(session, payroll.id, first_ids, envelope)
+    ends = [*starts[1:], len(sized)]
+    bounds = [(sized[first][0], sized[end - 1][0]) for first, end in zip(starts, ends, strict=True)]
+    await repository.write_chunk_events(session, payroll.id, bounds, envelope)
 
 
 def chunk_envelope(header: PayrollApprovedV1) -> repository.ChunkEnvelope:
