@@ -38,6 +38,7 @@ from sqlalchemy import Uuid, func, insert, literal, select, text
 from uuid6 import uuid7
 
 from amana_common.db import Database
+from amana_common.kafka import KafkaConnection
 from amana_common.outbox import OutboxRelay
 from amana_common.tables import outbox
 from amana_common.testing.clients import TopicReader
@@ -167,7 +168,7 @@ async def bench_simulation(database: Database, programme_id: UUID) -> bool:
 async def bench_publication(database: Database, payroll_id: UUID, kafka: str) -> bool:
     """From the approval to the last chunk acknowledged by the broker; then the chunks are
     read back from the topic and the payroll reassembled from them (not timed)."""
-    relay = OutboxRelay("payroll", database.sessionmaker, kafka, batch_size=50)
+    relay = OutboxRelay("payroll", database.sessionmaker, KafkaConnection(kafka))
     async with TopicReader(kafka, "payroll.events") as reader:
         async with database.sessionmaker() as session, session.begin():
             approve_s, _ = await timed(
@@ -177,7 +178,7 @@ async def bench_publication(database: Database, payroll_id: UUID, kafka: str) ->
             approved = outbox.c.event_type == PayrollApprovedV1.cloudevent_type()
             chunks = int(await session.scalar(select(func.count()).where(approved)) or 0)
         started = time.perf_counter()
-        while await relay.relay_once():
+        while (await relay.relay_once()).claimed:
             pass
         relay_s = time.perf_counter() - started
         await relay._reset_producer()  # the relay closes its producer when it stops running

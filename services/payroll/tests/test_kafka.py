@@ -15,6 +15,7 @@ from uuid6 import uuid7
 
 from amana_common.db import Database
 from amana_common.events import MAX_EVENT_BYTES, build_event
+from amana_common.kafka import KafkaConnection
 from amana_common.outbox import OutboxRelay
 from amana_common.testing.clients import TopicReader, eventually, running
 from amana_common.topics import amana_topics, ensure_topics
@@ -38,7 +39,7 @@ LINES = 2_345  # three chunks: 1,000 + 1,000 + 345
 
 @pytest.fixture
 async def topics(kafka_bootstrap: str) -> None:
-    await ensure_topics(kafka_bootstrap, amana_topics())
+    await ensure_topics(KafkaConnection(kafka_bootstrap), amana_topics())
 
 
 @pytest.fixture
@@ -69,7 +70,9 @@ async def test_payroll_approved_chunks_reach_kafka_and_reassemble_into_the_payro
 ) -> None:
     payroll_id = await approved_payroll(committed_database)
     key = str(payroll_id).encode()
-    relay = OutboxRelay("payroll", committed_database.sessionmaker, kafka_bootstrap)
+    relay = OutboxRelay(
+        "payroll", committed_database.sessionmaker, KafkaConnection(kafka_bootstrap)
+    )
 
     async with TopicReader(kafka_bootstrap, "payroll.events") as reader, running(relay):
         records = await reader.read_until(

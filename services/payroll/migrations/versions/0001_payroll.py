@@ -12,7 +12,12 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
-from amana_common.migrations import create_infrastructure_tables, drop_infrastructure_tables
+from amana_common.migrations import (
+    create_infrastructure_tables,
+    drop_infrastructure_tables,
+    park_outbox_rows,
+    unpark_outbox_rows,
+)
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -52,6 +57,7 @@ def _moment(*names: str, nullable: bool = False) -> list[sa.Column[object]]:
 
 def upgrade() -> None:
     create_infrastructure_tables()
+    park_outbox_rows()
     op.execute(UUID7)
     _projections()
     _programmes()
@@ -352,4 +358,5 @@ def downgrade() -> None:
     ):
         op.drop_table(table)
     op.execute("DROP FUNCTION uuid7()")
+    unpark_outbox_rows()
     drop_infrastructure_tables()

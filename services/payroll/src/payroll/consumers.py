@@ -8,12 +8,13 @@ nothing. The batch forms apply a whole poll of events in one statement per table
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from amana_common.consumers import BatchHandler, Handler
 from amana_common.locations import ancestors_or_self
 from amana_contracts.base import EventData
 from amana_contracts.disbursement import PaymentFailedV1
@@ -36,8 +37,6 @@ from payroll import repository
 from payroll.domain import Member, member_key
 
 P = TypeVar("P", bound=EventData)
-Handler = Callable[[AsyncSession, Any, CloudEvent], Awaitable[None]]
-BatchHandler = Callable[[AsyncSession, list[tuple[Any, CloudEvent]]], Awaitable[None]]
 
 
 def _newest(payloads: Sequence[P], key: Callable[[P], Any]) -> list[P]:
@@ -199,7 +198,7 @@ async def apply_payment_failure(
     await apply_payment_failures(session, [(payment, event)])
 
 
-HANDLERS: Mapping[type[EventData], Handler] = {
+HANDLERS: Mapping[type[EventData], Handler[Any]] = {
     HouseholdEnrolledV1: apply_household,
     HouseholdUpdatedV1: apply_household,
     HouseholdStatusChangedV1: apply_household,
@@ -210,7 +209,7 @@ HANDLERS: Mapping[type[EventData], Handler] = {
     PaymentFailedV1: apply_payment_failure,
 }
 
-BATCH_HANDLERS: Mapping[type[EventData], BatchHandler] = {
+BATCH_HANDLERS: Mapping[type[EventData], BatchHandler[Any]] = {
     HouseholdEnrolledV1: apply_households,
     HouseholdUpdatedV1: apply_households,
     HouseholdStatusChangedV1: apply_households,

@@ -22,7 +22,7 @@ from uuid6 import uuid7
 
 from amana_common.errors import Problem, field_problem
 from amana_common.etag import IfMatch
-from amana_common.events import MAX_EVENT_BYTES, EventTooLarge, build_event, publish
+from amana_common.events import MAX_EVENT_BYTES, EventTooLarge, add_to_outbox, build_event
 from amana_contracts.envelope import topic_for
 from amana_contracts.payroll import (
     MAX_LINES_PER_CHUNK,
@@ -174,7 +174,7 @@ async def create_programme(
     repository.add(session, programme, _rule_version(programme.id, 1, body, actor, now))
     await _flush(session)
     await ensure_cycles(session, programme, today + timedelta(days=400))
-    await publish(session, ProgrammeCreatedV1.model_validate(_snapshot(programme)))
+    await add_to_outbox(session, ProgrammeCreatedV1.model_validate(_snapshot(programme)))
     return programme
 
 
@@ -237,7 +237,7 @@ async def _programme_changed(session: AsyncSession, programme: Programme, actor:
     programme.updated_by = actor
     programme.updated_at = datetime.now(UTC)
     await session.flush()
-    await publish(session, ProgrammeUpdatedV1.model_validate(_snapshot(programme)))
+    await add_to_outbox(session, ProgrammeUpdatedV1.model_validate(_snapshot(programme)))
 
 
 async def update_programme(
@@ -638,7 +638,7 @@ async def _publish_generated(
             generated_at=payroll.generated_at,
         )
         try:
-            await publish(session, event)
+            await add_to_outbox(session, event)
             return
         except EventTooLarge:
             rolled = roll_up_locations(counts)
@@ -704,7 +704,7 @@ async def reject_payroll(
     payroll.rejection_reason = reason
     await session.flush()
     await repository.release_carry_overs(session, payroll.id)
-    await publish(
+    await add_to_outbox(
         session,
         PayrollRejectedV1(
             **_payroll_header(payroll, programme, cycle),
@@ -735,7 +735,7 @@ async def _publish_approved(
         "lines": [],
     }
     if payroll.line_count == 0:
-        await publish(session, PayrollApprovedV1(**header, chunk_count=1))
+        await add_to_outbox(session, PayrollApprovedV1(**header, chunk_count=1))
         return
     # The widest header (as many chunks as lines) bounds the room left for the lines.
     widest = chunk_envelope(PayrollApprovedV1(**header, chunk_count=payroll.line_count))

@@ -12,22 +12,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime
 from uuid import UUID
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from amana_common.consumers import event_consumer
 from amana_common.db import Database
-from amana_common.inbox import IdempotentConsumer
+from amana_common.inbox import is_temporary
 from amana_common.settings import ServiceSettings
-from amana_common.worker import Component, outbox_relay
-from amana_contracts.envelope import CloudEvent, topic_for
+from amana_common.worker import Component, infrastructure_components, wait_or_stop
 from payroll import repository, service
-from payroll.consumers import HANDLERS, Handler
+from payroll.consumers import BATCH_HANDLERS, HANDLERS
 from payroll.domain import Refused
 from payroll.service import Progress
 from payroll.settings import PayrollSettings
@@ -35,17 +34,10 @@ from payroll.settings import PayrollSettings
 log = logging.getLogger("amana.payroll.worker")
 
 CONSUMER_NAME = "payroll-projections"
-SOURCE_TOPICS = [topic_for(s) for s in ("registry", "provider", "disbursement")]
-_TRANSIENT = (OperationalError, InterfaceError, ConnectionError, OSError)
 
 
 def today() -> date:
     return datetime.now(UTC).date()
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
 async def _repeat(
@@ -60,7 +52,7 @@ async def _repeat(
             log.warning("%s failed, retrying: %r", what, error)
             busy = False
         if not busy:
-            await _wait(stop, pause_s)
+            await wait_or_stop(stop, pause_s)
 
 
 class Scheduler:
@@ -125,11 +117,11 @@ class Generator:
                     self.settings.generation_chunk_rows,
                     self._progress(payroll.id),
                 )
-        except _TRANSIENT:
-            raise
         except Refused as error:
             return claimed, error.message
         except DBAPIError as error:
+            if is_temporary(error):
+                raise  # the database is away: the payroll stays GENERATING, retried later
             return claimed, _database_failure(error)
         log.info(
             "payroll %s generated: %d eligible, %d lines", claimed, result.eligible, result.lines
@@ -154,32 +146,18 @@ def _database_failure(error: DBAPIError) -> str:
     return f"database error {type(error.orig).__name__} (SQLSTATE {code})"
 
 
-def _typed(model: type, handler: Handler) -> object:
-    async def handle(session: AsyncSession, event: CloudEvent) -> None:
-        await handler(session, model.model_validate(event.data), event)  # type: ignore[attr-defined]
-
-    return handle
-
-
 def projections(
     settings: ServiceSettings, database: Database, name: str = CONSUMER_NAME
 ) -> Component:
-    """The consumer of registry, provider and disbursement events into the projections;
-    `name` is its consumer group and its name in processed_events."""
-    handlers = {model.cloudevent_type(): _typed(model, h) for model, h in HANDLERS.items()}
-    return IdempotentConsumer(
-        name,
-        database.sessionmaker,
-        settings.kafka_bootstrap,
-        handlers,  # type: ignore[arg-type]
-        SOURCE_TOPICS,
-        max_attempts=settings.consumer_max_attempts,
-    )
+    """The consumer of registry, provider and disbursement events into the projections, a
+    whole poll at a time where the events allow it; `name` is its consumer group and its name
+    in processed_events."""
+    return event_consumer(settings, database, name, HANDLERS, batch_handlers=BATCH_HANDLERS)
 
 
 def worker_components(settings: PayrollSettings, database: Database) -> Sequence[Component]:
     return [
-        outbox_relay(settings, database),
+        *infrastructure_components(settings, database),
         projections(settings, database),
         Scheduler(database, settings),
         Generator(database, settings),
