@@ -21,7 +21,9 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import ValidationError
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import String, bindparam, func, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -87,11 +89,17 @@ async def record_first_deliveries(
     session: AsyncSession, consumer: str, events: list[CloudEvent]
 ) -> set[UUID]:
     """`record_first_delivery` for many events in one statement; answers the ids seen for the
-    first time (an id twice in `events` counts once)."""
+    first time (an id twice in `events` counts once). The ids and types travel as two arrays,
+    so the statement is the same, and prepared once, whatever the number of events."""
     rows = {event.id: event.type for event in events}
+    ids = bindparam("event_ids", list(rows), ARRAY(PgUUID(as_uuid=True)))
+    types = bindparam("event_types", list(rows.values()), ARRAY(String()))
     first = await session.scalars(
         insert(processed_events)
-        .values([{"consumer": consumer, "event_id": i, "event_type": t} for i, t in rows.items()])
+        .from_select(
+            ["consumer", "event_id", "event_type"],
+            select(literal(consumer, String()), func.unnest(ids), func.unnest(types)),
+        )
         .on_conflict_do_nothing()
         .returning(processed_events.c.event_id)
     )

@@ -8,9 +8,11 @@ built as JSON by PostgreSQL and written to the outbox with one INSERT ... SELECT
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
 from typing import Any, cast
 from uuid import UUID
 
@@ -28,11 +30,13 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    literal_column,
     null,
     select,
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, aggregate_order_by, insert
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -106,21 +110,43 @@ async def insert_rows(
         await session.execute(statement, list(rows))
 
 
+def _json_value(value: object) -> str:
+    """Dates and times (ISO 8601) and UUIDs, as PostgreSQL reads them back."""
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+@cache
+def _recordset(table: Table, names: tuple[str, ...]) -> Any:
+    """`jsonb_to_recordset(:rows) AS r(<column> <type>, ...)` for these columns of `table`:
+    a batch of rows arrives as one JSON parameter, whatever its size (the names and types
+    come from the table's definition, never from a request)."""
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    columns = ", ".join(f"{name} {table.c[name].type.compile(dialect=dialect)}" for name in names)
+    recordset = text(f"jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({columns})")
+    return select(*(literal_column(f"r.{name}") for name in names)).select_from(recordset)
+
+
 async def upsert_newer(
     session: AsyncSession, table: Table, key: str, rows: Sequence[dict[str, Any]]
 ) -> list[Any]:
     """Inserts the rows, or replaces the held row of the same key when theirs is of a higher
-    `version`, in multi-row statements; answers the keys that were written. Each key must
-    appear once in `rows`."""
+    `version`, in one statement; answers the keys that were written. Each key must appear
+    once in `rows`."""
     if not rows:
         return []
-    values = insert(table)
+    names = tuple(rows[0])
+    values = insert(table).from_select(list(names), _recordset(table, names))
     statement = values.on_conflict_do_update(
         index_elements=[key],
-        set_={name: values.excluded[name] for name in rows[0] if name != key},
+        set_={name: values.excluded[name] for name in names if name != key},
         where=table.c.version < values.excluded.version,
     ).returning(table.c[key])
-    return list((await session.scalars(statement, list(rows))).all())
+    payload = json.dumps(list(rows), default=_json_value)
+    return list((await session.scalars(statement, {"rows": payload})).all())
 
 
 async def replace_pay_points(

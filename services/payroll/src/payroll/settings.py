@@ -15,6 +15,7 @@ class PayrollSettings(ServiceSettings):
     service_name: str = "payroll"
     port: int = 8103
     outbox_batch_size: int = 50  # PayrollApproved chunks are up to 768 KiB each
+    consumer_max_records: int = 2_000  # projections apply a whole poll in one statement
     eligibility_attributes: Annotated[dict[str, AttributeType], NoDecode] = Field(
         default_factory=dict,
         description="The deployment's eligibility attributes and their types (boolean, integer, "
