@@ -14,12 +14,11 @@ CASH = "01930000-0000-7000-8000-00000000b004"
 PAY_POINT = "01930000-0000-7000-8000-00000000c001"
 
 PROVIDERS = f"""
-INSERT INTO providers (provider_id, code, status, currencies, mechanisms, service_areas, version,
-                       projected_at)
-VALUES ('{MOBILE[0]}', 'MM-1', 'active', '{{KES}}', '{{mobile_money}}', '{{KE}}', 1, now()),
-       ('{MOBILE[1]}', 'MM-2', 'active', '{{KES,UGX}}', '{{mobile_money}}', '{{KE}}', 1, now()),
-       ('{BANK}', 'BANK', 'active', '{{KES}}', '{{bank_transfer}}', '{{KE}}', 1, now()),
-       ('{CASH}', 'CASH', 'active', '{{KES}}', '{{cash_pay_point}}', '{{KE}}', 1, now())
+INSERT INTO providers (provider_id, code, status, currencies, mechanisms, version, projected_at)
+VALUES ('{MOBILE[0]}', 'MM-1', 'active', '{{KES}}', '{{mobile_money}}', 1, now()),
+       ('{MOBILE[1]}', 'MM-2', 'active', '{{KES,UGX}}', '{{mobile_money}}', 1, now()),
+       ('{BANK}', 'BANK', 'active', '{{KES}}', '{{bank_transfer}}', 1, now()),
+       ('{CASH}', 'CASH', 'active', '{{KES}}', '{{cash_pay_point}}', 1, now())
 """
 PAY_POINTS = f"""
 INSERT INTO provider_pay_points (pay_point_id, provider_id, status)

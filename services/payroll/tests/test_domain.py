@@ -13,6 +13,7 @@ from payroll.domain import (
     Frequency,
     Household,
     InvalidRules,
+    LocationDelta,
     Member,
     MemberFilter,
     PaymentState,
@@ -20,6 +21,7 @@ from payroll.domain import (
     ProviderState,
     Refused,
     Schedule,
+    SimulatedGroup,
     apply_budget,
     born_by,
     check_budget,
@@ -27,6 +29,7 @@ from payroll.domain import (
     check_payroll_transition,
     check_programme_transition,
     chunk_starts,
+    compare_versions,
     evaluate,
     exclusion_reason,
     parse_formula,
@@ -508,3 +511,26 @@ def test_member_filter_defaults_match_everyone() -> None:
     assert isinstance(parse_rule({"all": []}, ATTRIBUTES), AllOf)
     comparison = parse_rule({"field": "members", "op": ">", "value": 0}, ATTRIBUTES)
     assert isinstance(comparison, Comparison) and comparison.where == MemberFilter()
+
+
+def test_comparing_two_versions_counts_who_each_pays_and_the_change() -> None:
+    groups = [
+        # paid by both
+        SimulatedGroup("KE-1", None, None, True, True, 3, 300, 360),
+        # paid now only (newly included), not eligible before
+        SimulatedGroup("KE-1", "not_eligible", None, False, True, 2, 0, 200),
+        # paid before only (newly excluded): over the budget now
+        SimulatedGroup("KE-2", None, "over_budget", True, True, 1, 100, 100),
+        # left out by both, for a reason that is not the rules'
+        SimulatedGroup("KE-2", "under_review", "under_review", True, True, 4, 400, 400),
+    ]
+
+    comparison = compare_versions(groups)
+
+    assert (comparison.newly_included, comparison.newly_excluded) == (2, 1)
+    assert comparison.cost_delta_minor == (360 + 200) - (300 + 100)
+    assert (comparison.current.eligible, comparison.candidate.eligible) == (8, 10)
+    assert comparison.candidate.exclusions["over_budget"] == 1
+    assert comparison.current.exclusions["under_review"] == 4
+    assert comparison.locations["KE-1"] == LocationDelta("KE-1", 5, 5, 560, 3, 300)
+    assert comparison.locations["KE-2"] == LocationDelta("KE-2", 5, 0, 0, 1, 100)

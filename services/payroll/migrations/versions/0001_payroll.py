@@ -108,7 +108,6 @@ def _projections() -> None:
         *_text("code", "status"),
         sa.Column("currencies", ARRAY(sa.Text), nullable=False),
         sa.Column("mechanisms", ARRAY(sa.Text), nullable=False),
-        sa.Column("service_areas", ARRAY(sa.Text), nullable=False),
         sa.Column("version", sa.Integer, nullable=False),
         *_moment("projected_at"),
     )

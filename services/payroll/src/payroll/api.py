@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -27,7 +28,7 @@ from amana_common.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, Page, page
 from amana_common.validation import LocationCode
 from amana_contracts.payroll import ProgrammeStatus
 from payroll import repository, service
-from payroll.domain import EXCLUSION_ORDER, PayrollStatus
+from payroll.domain import PayrollStatus
 from payroll.models import Cycle, Payroll, PayrollLine, Programme
 from payroll.schemas import (
     AccountOut,
@@ -290,64 +291,27 @@ async def simulate(
 
 
 def _simulation_out(result: service.SimulationResult, max_locations: int) -> SimulationOut:
-    tallies = {"current": _empty_tally(), "candidate": _empty_tally()}
-    locations: dict[str, dict[str, int]] = {}
-    included = excluded = 0
-    for row in result.rows:
-        paid_now, paid_then = row.candidate_reason is None, row.current_reason is None
-        for name, reason, eligible, amount in (
-            ("current", row.current_reason, row.current_eligible, row.current_amount_minor),
-            ("candidate", row.candidate_reason, row.candidate_eligible, row.candidate_amount_minor),
-        ):
-            tally = tallies[name]
-            tally["eligible"] += row.households if eligible else 0
-            if reason is None:
-                tally["on_payroll"] += row.households
-                tally["total_amount_minor"] += amount
-            elif reason != "not_eligible":
-                tally["exclusions"][reason] += row.households
-        place = locations.setdefault(
-            row.location_code, dict.fromkeys(LocationComparison.model_fields, 0)
-        )
-        place["eligible"] += row.households if row.candidate_eligible else 0
-        if paid_now:
-            place["on_payroll"] += row.households
-            place["amount_minor"] += row.candidate_amount_minor
-        if paid_then:
-            place["current_on_payroll"] += row.households
-            place["current_amount_minor"] += row.current_amount_minor
-        included += row.households if paid_now and not paid_then else 0
-        excluded += row.households if paid_then and not paid_now else 0
-    codes = sorted(locations)
+    comparison = result.comparison
+    codes = sorted(comparison.locations)
     return SimulationOut(
         programme_id=result.programme.id,
         current_version=result.programme.rules_version,
         cycle_sequence=result.cycle.sequence,
         cycle_date=result.cycle.period_start,
         budget_minor=result.budget_minor,
-        candidate=Tally.model_validate(tallies["candidate"]),
-        current=Tally.model_validate(tallies["current"]),
+        candidate=Tally.model_validate(asdict(comparison.candidate)),
+        current=Tally.model_validate(asdict(comparison.current)),
         difference=Difference(
-            newly_included=included,
-            newly_excluded=excluded,
-            cost_delta_minor=tallies["candidate"]["total_amount_minor"]
-            - tallies["current"]["total_amount_minor"],
+            newly_included=comparison.newly_included,
+            newly_excluded=comparison.newly_excluded,
+            cost_delta_minor=comparison.cost_delta_minor,
         ),
         by_location=[
-            LocationComparison(**(locations[code] | {"location_code": code}))
+            LocationComparison.model_validate(asdict(comparison.locations[code]))
             for code in codes[:max_locations]
         ],
         locations_truncated=len(codes) > max_locations,
     )
-
-
-def _empty_tally() -> dict[str, Any]:
-    return {
-        "eligible": 0,
-        "on_payroll": 0,
-        "total_amount_minor": 0,
-        "exclusions": dict.fromkeys(EXCLUSION_ORDER, 0),
-    }
 
 
 @programmes.get(

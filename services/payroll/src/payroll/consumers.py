@@ -120,7 +120,6 @@ def provider_row(snapshot: ProviderSnapshotV1, now: datetime) -> dict[str, Any]:
         "status": snapshot.status,
         "currencies": list(snapshot.currencies),
         "mechanisms": list(snapshot.mechanisms),
-        "service_areas": list(snapshot.service_areas),
         "version": snapshot.version,
         "projected_at": now,
     }

@@ -1180,6 +1180,88 @@ def _location_row(code: str) -> dict[str, Any]:
     }
 
 
+# --- simulation -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SimulatedGroup:
+    """Households of one location alike under both versions: the reason each leaves them out
+    (None: it pays them; `not_eligible`: they do not meet its rules), and their amounts."""
+
+    location_code: str
+    current_reason: str | None
+    candidate_reason: str | None
+    current_eligible: bool
+    candidate_eligible: bool
+    households: int
+    current_amount_minor: int
+    candidate_amount_minor: int
+
+
+@dataclass
+class VersionTally:
+    eligible: int = 0
+    on_payroll: int = 0
+    total_amount_minor: int = 0
+    exclusions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EXCLUSION_ORDER, 0))
+
+    def add(self, reason: str | None, eligible: bool, households: int, amount: int) -> None:
+        self.eligible += households if eligible else 0
+        if reason is None:
+            self.on_payroll += households
+            self.total_amount_minor += amount
+        elif reason != "not_eligible":
+            self.exclusions[reason] = self.exclusions.get(reason, 0) + households
+
+
+@dataclass
+class LocationDelta:
+    location_code: str
+    eligible: int = 0
+    on_payroll: int = 0
+    amount_minor: int = 0
+    current_on_payroll: int = 0
+    current_amount_minor: int = 0
+
+
+@dataclass
+class VersionComparison:
+    current: VersionTally = field(default_factory=VersionTally)
+    candidate: VersionTally = field(default_factory=VersionTally)
+    newly_included: int = 0
+    newly_excluded: int = 0
+    locations: dict[str, LocationDelta] = field(default_factory=dict)
+
+    @property
+    def cost_delta_minor(self) -> int:
+        return self.candidate.total_amount_minor - self.current.total_amount_minor
+
+
+def compare_versions(groups: Iterable[SimulatedGroup]) -> VersionComparison:
+    """Each version's tally, per location, and the households the candidate pays that the
+    current version does not (newly included) and the reverse (newly excluded)."""
+    comparison = VersionComparison()
+    for g in groups:
+        comparison.current.add(
+            g.current_reason, g.current_eligible, g.households, g.current_amount_minor
+        )
+        comparison.candidate.add(
+            g.candidate_reason, g.candidate_eligible, g.households, g.candidate_amount_minor
+        )
+        place = comparison.locations.setdefault(g.location_code, LocationDelta(g.location_code))
+        place.eligible += g.households if g.candidate_eligible else 0
+        paid_now, paid_before = g.candidate_reason is None, g.current_reason is None
+        if paid_now:
+            place.on_payroll += g.households
+            place.amount_minor += g.candidate_amount_minor
+        if paid_before:
+            place.current_on_payroll += g.households
+            place.current_amount_minor += g.current_amount_minor
+        comparison.newly_included += g.households if paid_now and not paid_before else 0
+        comparison.newly_excluded += g.households if paid_before and not paid_now else 0
+    return comparison
+
+
 def payable_cost(tallies: Iterable[LocationTally]) -> int:
     return sum(t.amount_minor for t in tallies if t.reason is None)
 

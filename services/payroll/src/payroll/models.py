@@ -103,7 +103,6 @@ class ProviderProjection(Base):
     status: Mapped[str] = mapped_column(Text)
     currencies: Mapped[list[str]] = mapped_column(ARRAY(Text))
     mechanisms: Mapped[list[str]] = mapped_column(ARRAY(Text))
-    service_areas: Mapped[list[str]] = mapped_column(ARRAY(Text))
     version: Mapped[int] = mapped_column(Integer)
     projected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

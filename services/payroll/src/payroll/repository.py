@@ -54,6 +54,7 @@ from payroll.domain import (
     ProgrammeRules,
     ProviderColumns,
     RankingColumns,
+    SimulatedGroup,
     amount_sql,
     born_by,
     exclusion_sql,
@@ -920,18 +921,6 @@ async def delete_payroll_output(session: AsyncSession, payroll_id: UUID) -> None
 # --- simulation -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SimulationRow:
-    location_code: str
-    current_reason: str | None
-    candidate_reason: str | None
-    current_eligible: bool
-    candidate_eligible: bool
-    households: int
-    current_amount_minor: int
-    candidate_amount_minor: int
-
-
 def location_at_level(code: Any, level: int | None) -> Any:
     """The code cut after its `level`-th part (`KE-047-0101` at 2 is `KE-047`)."""
     if level is None:
@@ -949,7 +938,7 @@ async def simulate(
     location_level: int | None,
     *,
     likely_over_budget: bool = False,
-) -> list[SimulationRow]:
+) -> list[SimulatedGroup]:
     """Both versions over every household, grouped by location, by why each version leaves a
     household out (None: it pays it) and by whether it meets each version's rules; nothing is
     written. A budget that binds needs the payable households ranked (one sort when both
@@ -1053,7 +1042,7 @@ def _running(amount: Any, payable: Any, order: list[Any]) -> Any:
 
 async def _group_simulated(
     session: AsyncSession, c: Any, cur_reason: Any, cand_reason: Any
-) -> list[SimulationRow]:
+) -> list[SimulatedGroup]:
     current = case((~c.cur_ok, "not_eligible"), else_=cur_reason)
     proposed = case((~c.cand_ok, "not_eligible"), else_=cand_reason)
     grouped = select(
@@ -1068,7 +1057,7 @@ async def _group_simulated(
     ).group_by(c.location_code, current, proposed, c.cur_ok, c.cand_ok)
     rows = await session.execute(grouped)
     return [
-        SimulationRow(code, cur, cand, bool(cur_ok), bool(cand_ok), n, int(ca), int(na))
+        SimulatedGroup(code, cur, cand, bool(cur_ok), bool(cand_ok), n, int(ca), int(na))
         for code, cur, cand, cur_ok, cand_ok, n, ca, na in rows
     ]
 

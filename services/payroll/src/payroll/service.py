@@ -45,12 +45,14 @@ from payroll.domain import (
     Refused,
     Schedule,
     Summary,
+    VersionComparison,
     check_budget,
     check_can_generate,
     check_checker,
     check_payroll_transition,
     check_programme_transition,
     chunk_starts,
+    compare_versions,
     page_ranges,
     parse_programme_rules,
     payable_cost,
@@ -71,6 +73,8 @@ from payroll.schemas import (
 Attributes = Mapping[str, AttributeType]
 Progress = Callable[[str, int, int], Awaitable[None]]
 _DRAFT_ONLY = ("currency", "start_date", "frequency")
+# Cycles are stored about a year ahead, for operators to see and the scheduler to find.
+CYCLE_HORIZON = timedelta(days=400)
 
 
 def _not_found(kind: str, identifier: object) -> Problem:
@@ -173,7 +177,7 @@ async def create_programme(
         raise _duplicate_code(body.code)
     repository.add(session, programme, _rule_version(programme.id, 1, body, actor, now))
     await _flush(session)
-    await ensure_cycles(session, programme, today + timedelta(days=400))
+    await ensure_cycles(session, programme, today + CYCLE_HORIZON)
     await add_to_outbox(session, ProgrammeCreatedV1.model_validate(_snapshot(programme)))
     return programme
 
@@ -295,7 +299,7 @@ async def _reschedule(
                     409,
                 )
             await repository.delete_unused_cycles(session, programme.id, last_kept + 1)
-    await ensure_cycles(session, programme, today + timedelta(days=400))
+    await ensure_cycles(session, programme, today + CYCLE_HORIZON)
 
 
 async def change_programme_status(
@@ -375,7 +379,7 @@ class SimulationResult:
     programme: Programme
     cycle: CycleDates
     budget_minor: int
-    rows: list[repository.SimulationRow]
+    comparison: VersionComparison
 
 
 async def simulate(
@@ -417,7 +421,7 @@ async def simulate(
         location_level,
         likely_over_budget=await _likely_over_budget(session, programme.id, budget),
     )
-    return SimulationResult(programme, cycle, budget, rows)
+    return SimulationResult(programme, cycle, budget, compare_versions(rows))
 
 
 async def _likely_over_budget(session: AsyncSession, programme_id: UUID, budget: int) -> bool:
@@ -773,10 +777,10 @@ def _compact(value: dict[str, Any]) -> str:
 # --- the scheduler ----------------------------------------------------------------------
 
 
-async def schedule_due(session: AsyncSession, today: date, horizon_days: int) -> list[UUID]:
+async def schedule_due(session: AsyncSession, today: date) -> list[UUID]:
     """Stores the cycles of active programmes up to the horizon and creates the payroll of
     every cycle now due that never had one. Several schedulers may run it at once: the unique
     (programme, sequence) and the one-live-payroll-per-cycle index keep one of each."""
     for programme in await repository.active_programmes(session):
-        await ensure_cycles(session, programme, today + timedelta(days=horizon_days))
+        await ensure_cycles(session, programme, today + CYCLE_HORIZON)
     return await repository.schedule_due_payrolls(session, today)

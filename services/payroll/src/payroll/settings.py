@@ -26,7 +26,6 @@ class PayrollSettings(ServiceSettings):
     generator_poll_s: float = Field(default=2, gt=0, description="How often the worker looks")
     generation_chunk_rows: int = Field(default=100_000, ge=1_000, le=1_000_000)
     generation_max_attempts: int = Field(default=3, ge=1, le=20)
-    cycle_horizon_days: int = Field(default=400, ge=31, le=1_000)
     max_simulation_locations: int = Field(default=2_000, ge=10, le=20_000)
 
     @field_validator("eligibility_attributes", mode="before")

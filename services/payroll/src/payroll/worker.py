@@ -70,9 +70,7 @@ class Scheduler:
     async def tick(self, on: date | None = None) -> list[UUID]:
         """Creates the payrolls now due; answers their ids."""
         async with self.database.sessionmaker() as session, session.begin():
-            created = await service.schedule_due(
-                session, on or today(), self.settings.cycle_horizon_days
-            )
+            created = await service.schedule_due(session, on or today())
         if created:
             log.info("scheduled %d payroll(s) for generation", len(created))
         return created
