@@ -28,10 +28,10 @@ from payroll.domain import (
     check_checker,
     check_payroll_transition,
     check_programme_transition,
-    chunk_starts,
     compare_versions,
     evaluate,
     exclusion_reason,
+    lines_per_chunk,
     parse_formula,
     parse_priority,
     parse_programme_rules,
@@ -486,13 +486,13 @@ def test_maker_checker() -> None:
 # --- chunks and locations ---------------------------------------------------------------------
 
 
-def test_chunks_split_by_line_count_and_by_bytes() -> None:
-    assert chunk_starts([10] * 2500, 1000, 10**6) == [0, 1000, 2000]
-    assert chunk_starts([400, 400, 400], 1000, 801) == [0, 2]  # 400 + comma + 400 = 801
-    assert chunk_starts([400, 400, 400], 1000, 800) == [0, 1, 2]
-    assert chunk_starts([], 1000, 100) == [0]
+def test_chunks_hold_as_many_lines_as_the_widest_line_allows() -> None:
+    assert lines_per_chunk(650, 1000, 786_000) == 1000
+    assert lines_per_chunk(1_000, 1000, 786_000) == 785  # 785 lines + 784 commas fit
+    assert 785 * 1_000 + 784 <= 786_000 < 786 * 1_000 + 785
+    assert lines_per_chunk(100, 1000, 100) == 1
     with pytest.raises(ValueError):
-        chunk_starts([10, 101], 1000, 100)
+        lines_per_chunk(101, 1000, 100)
 
 
 def test_locations_roll_up_one_level() -> None:

@@ -1460,22 +1460,13 @@ def check_checker(approver: str, makers: Iterable[str | None]) -> None:
 # --- PayrollApproved chunks ---------------------------------------------------------------
 
 
-def chunk_starts(sizes: Sequence[int], max_lines: int, max_bytes: int) -> list[int]:
-    """Greedy split of lines of the given JSON sizes (in order) into chunks of at most
-    `max_lines` lines and `max_bytes` bytes of lines (a comma between two): the index of each
-    chunk's first line. An empty payroll is one empty chunk."""
-    starts = [0]
-    lines = used = 0
-    for index, size in enumerate(sizes):
-        if size > max_bytes:
-            raise ValueError(f"line {index} alone takes {size} bytes, over {max_bytes}")
-        extra = size + (1 if lines else 0)
-        if lines == max_lines or used + extra > max_bytes:
-            starts.append(index)
-            lines, used, extra = 0, 0, size
-        lines += 1
-        used += extra
-    return starts
+def lines_per_chunk(widest_line: int, max_lines: int, room: int) -> int:
+    """How many lines each chunk carries when none is wider than `widest_line` bytes and a
+    chunk has `room` bytes for its lines (a comma between two): every chunk then fits, and a
+    consumer can tell the chunk of a line from its position."""
+    if widest_line > room:
+        raise ValueError(f"a line takes {widest_line} bytes, over the {room} a chunk has")
+    return max(1, min(max_lines, (room + 1) // (widest_line + 1)))
 
 
 # --- locations in events ------------------------------------------------------------------

@@ -1131,16 +1131,37 @@ def line_json(line: Any) -> Any:
     )
 
 
-async def line_sizes(session: AsyncSession, payroll_id: UUID) -> list[tuple[UUID, int]]:
-    """Every line's id and the size of its JSON in bytes, in line id order (the JSON is built
-    and measured by PostgreSQL; only the sizes travel)."""
+async def widest_line(session: AsyncSession, payroll_id: UUID) -> int:
+    """The size in bytes of the payroll's widest line as JSON (an aggregate PostgreSQL may
+    compute in parallel)."""
     await for_bulk_work(session)
-    rows = await session.execute(
-        select(lines.c.line_id, func.octet_length(line_json(lines)))
-        .where(lines.c.payroll_id == payroll_id)
-        .order_by(lines.c.line_id)
+    widest = await session.scalar(
+        select(func.max(func.octet_length(line_json(lines)))).where(
+            lines.c.payroll_id == payroll_id
+        )
     )
-    return [(line_id, int(size)) for line_id, size in rows]
+    return int(widest or 0)
+
+
+async def chunk_first_lines(
+    session: AsyncSession, payroll_id: UUID, lines_per_chunk: int
+) -> list[UUID]:
+    """The id of every chunk's first line: lines 0, n, 2n, ... in line id order (read from
+    the primary key's index alone)."""
+    numbered = (
+        select(
+            lines.c.line_id,
+            (func.row_number().over(order_by=lines.c.line_id) - 1).label("n"),
+        )
+        .where(lines.c.payroll_id == payroll_id)
+        .subquery("numbered")
+    )
+    rows = await session.scalars(
+        select(numbered.c.line_id)
+        .where(numbered.c.n % lines_per_chunk == 0)
+        .order_by(numbered.c.line_id)
+    )
+    return list(rows.all())
 
 
 @dataclass(frozen=True)
@@ -1159,29 +1180,32 @@ class ChunkEnvelope:
         return max_event_bytes - len(self.before_id) - len(self.before_index) - framing
 
 
+# Above every UUID: the upper bound of the last chunk's range.
+PAST_EVERY_LINE = UUID("ffffffff-ffff-ffff-ffff-ffffffffffff")
+
+
 async def write_chunk_events(
-    session: AsyncSession,
-    payroll_id: UUID,
-    chunks: Sequence[tuple[UUID, UUID]],
-    envelope: ChunkEnvelope,
+    session: AsyncSession, payroll_id: UUID, first_lines: Sequence[UUID], envelope: ChunkEnvelope
 ) -> int:
-    """One outbox row per chunk, in chunk order: chunk i holds the lines from its first to its
-    last line id, assembled by PostgreSQL from that index range of the payroll's lines (one
-    chunk in memory at a time), compressed with lz4. Answers how many."""
+    """One outbox row per chunk, in chunk order: chunk i holds the lines from its first line
+    id up to the next chunk's, assembled by PostgreSQL from that index range of the payroll's
+    lines (one chunk in memory at a time), compressed with lz4. Answers how many."""
     await session.execute(text("SET LOCAL default_toast_compression = 'lz4'"))
+    ids = ARRAY(PgUUID(as_uuid=True))
     bounds = (
         func.unnest(
-            bindparam("first", [first for first, _ in chunks], ARRAY(PgUUID(as_uuid=True))),
-            bindparam("last", [last for _, last in chunks], ARRAY(PgUUID(as_uuid=True))),
+            bindparam("first", list(first_lines), ids),
+            bindparam("after", [*first_lines[1:], PAST_EVERY_LINE], ids),
         )
-        .table_valued("first", "last", with_ordinality="position")
+        .table_valued("first", "after", with_ordinality="position")
         .render_derived(name="bounds")
     )
     body = (
         select(func.string_agg(line_json(lines), aggregate_order_by(literal(","), lines.c.line_id)))
         .where(
             lines.c.payroll_id == payroll_id,
-            lines.c.line_id.between(bounds.c.first, bounds.c.last),
+            lines.c.line_id >= bounds.c.first,
+            lines.c.line_id < bounds.c.after,
         )
         .scalar_subquery()
     )

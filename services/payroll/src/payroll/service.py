@@ -51,8 +51,8 @@ from payroll.domain import (
     check_checker,
     check_payroll_transition,
     check_programme_transition,
-    chunk_starts,
     compare_versions,
+    lines_per_chunk,
     page_ranges,
     parse_programme_rules,
     payable_cost,
@@ -724,9 +724,9 @@ async def _publish_approved(
     session: AsyncSession, payroll: Payroll, programme: Programme, cycle: Cycle
 ) -> None:
     """PayrollApproved in chunks: each repeats the header (validated by the contract here).
-    PostgreSQL measures every line's JSON, the lines are split greedily by count and bytes,
-    and one INSERT ... SELECT writes the chunks to the outbox, each built from its range of
-    lines."""
+    PostgreSQL measures the widest line's JSON, which sets how many lines a chunk carries (at
+    most 1,000, and within the event size limit), and one INSERT ... SELECT writes the chunks
+    to the outbox, each built from its range of lines."""
     header = {
         **_payroll_header(payroll, programme, cycle),
         "payment_window_start": cycle.payment_date,
@@ -743,16 +743,16 @@ async def _publish_approved(
         return
     # The widest header (as many chunks as lines) bounds the room left for the lines.
     widest = chunk_envelope(PayrollApprovedV1(**header, chunk_count=payroll.line_count))
-    sized = await repository.line_sizes(session, payroll.id)
     room = widest.room_for_lines(MAX_EVENT_BYTES)
     try:
-        starts = chunk_starts([size for _, size in sized], MAX_LINES_PER_CHUNK, room)
+        per_chunk = lines_per_chunk(
+            await repository.widest_line(session, payroll.id), MAX_LINES_PER_CHUNK, room
+        )
     except ValueError as error:
         raise Problem(409, "payroll-line-too-large", f"cannot publish: {error}") from error
-    envelope = chunk_envelope(PayrollApprovedV1(**header, chunk_count=len(starts)))
-    ends = [*starts[1:], len(sized)]
-    bounds = [(sized[first][0], sized[end - 1][0]) for first, end in zip(starts, ends, strict=True)]
-    await repository.write_chunk_events(session, payroll.id, bounds, envelope)
+    first_lines = await repository.chunk_first_lines(session, payroll.id, per_chunk)
+    envelope = chunk_envelope(PayrollApprovedV1(**header, chunk_count=len(first_lines)))
+    await repository.write_chunk_events(session, payroll.id, first_lines, envelope)
 
 
 def chunk_envelope(header: PayrollApprovedV1) -> repository.ChunkEnvelope:
