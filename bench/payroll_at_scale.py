@@ -38,7 +38,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import Uuid, func, insert, literal, select, text
 from uuid6 import uuid7
 
-from amana_common.consumers import EventConsumer
+from amana_common.consumers import ConsumerPolicy, EventConsumer
 from amana_common.db import Database
 from amana_common.kafka import KafkaConnection, kafka_connection
 from amana_common.outbox import OutboxRelay
@@ -306,9 +306,9 @@ async def produce_enrolments(kafka: str, topic: str, households: int) -> None:
 
 
 async def bench_catchup(database: Database, settings: PayrollSettings, households: int) -> bool:
-    """The worker's projection consumer (its handlers, batch handlers and policy) on a topic
-    of the benchmark's own holding `households` HouseholdEnrolled, from an empty projection
-    until every household is in it."""
+    """The worker's projection consumers (as many, with its handlers, batch handlers and poll
+    size) on a topic of the benchmark's own holding `households` HouseholdEnrolled, from an
+    empty projection until every household is in it."""
     topic = f"bench_{uuid7().hex[-10:]}.events"
     produced_s, _ = await timed(
         lambda: produce_enrolments(settings.kafka_bootstrap, topic, households)
@@ -316,26 +316,33 @@ async def bench_catchup(database: Database, settings: PayrollSettings, household
     print(f"{'(fixture: events produced)':<34} {produced_s:>9.2f} s  ({households:,} on {topic})")
     async with database.sessionmaker() as session, session.begin():
         await session.execute(text("TRUNCATE households, processed_events"))
-    consumer = EventConsumer(
-        f"bench-{uuid7().hex[-8:]}",
-        database.sessionmaker,
-        kafka_connection(settings),
-        HANDLERS,
-        [topic],
-        batch_handlers=BATCH_HANDLERS,
-    )
+    name = f"bench-{uuid7().hex[-8:]}"
+    policy = ConsumerPolicy(max_records=settings.consumer_max_records)
+    consumers = [
+        EventConsumer(
+            name,
+            database.sessionmaker,
+            kafka_connection(settings),
+            HANDLERS,
+            [topic],
+            policy,
+            batch_handlers=BATCH_HANDLERS,
+        )
+        for _ in range(settings.projection_consumers)
+    ]
     stop = asyncio.Event()
     started = time.perf_counter()
-    task = asyncio.create_task(consumer.run(stop))
+    tasks = [asyncio.create_task(consumer.run(stop)) for consumer in consumers]
     try:
         while (held := await household_count(database)) < households:
-            if task.done():
-                task.result()
+            for task in tasks:
+                if task.done():
+                    task.result()
             await asyncio.sleep(0.5)
         seconds = time.perf_counter() - started
     finally:
         stop.set()
-        await task
+        await asyncio.gather(*tasks)
     rate = f"{held / seconds:,.0f} events/s"
     return report("projection catch-up", seconds, BARS["catchup"], detail=rate)
 

@@ -34,7 +34,7 @@ from amana_contracts.registry import (
     HouseholdUpdatedV1,
 )
 from payroll import repository
-from payroll.domain import Member, member_key
+from payroll.domain import member_key
 
 P = TypeVar("P", bound=EventData)
 
@@ -68,7 +68,7 @@ def household_row(snapshot: HouseholdSnapshotV1, now: datetime) -> dict[str, Any
         "size": snapshot.size,
         "member_birth_dates": sorted(m.date_of_birth for m in snapshot.members),
         "member_keys": sorted(
-            member_key(Member(m.date_of_birth, m.sex, m.disability)) for m in snapshot.members
+            member_key(m.sex, m.disability, m.date_of_birth) for m in snapshot.members
         ),
         "eligibility_attributes": dict(snapshot.eligibility_attributes),
         "recipient_member_id": recipient.member_id if recipient else None,

@@ -255,12 +255,10 @@ def member_category(sex: Sex, disability: bool) -> int:
     return SEXES.index(sex) * 2 + int(disability)
 
 
-def member_key(member: Member) -> int:
+def member_key(sex: Sex, disability: bool, date_of_birth: date) -> int:
     """Category (sex and disability) and date of birth in one integer: sorted, a household's
     keys put each category's members together in birth order."""
-    return member_category(member.sex, member.disability) * KEY_SPAN + key_days(
-        member.date_of_birth
-    )
+    return member_category(sex, disability) * KEY_SPAN + key_days(date_of_birth)
 
 
 def _in_years(age: int, low: int, high: int | None) -> bool:

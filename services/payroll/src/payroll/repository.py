@@ -571,6 +571,14 @@ def household_columns(table: Any) -> HouseholdColumns:
     )
 
 
+def evaluated_once(*columns: Any) -> list[Any]:
+    """`columns` and a volatile (but parallel-safe) marker: PostgreSQL never merges a
+    subquery whose output holds a volatile function into the query above it, so each
+    expression is computed once per row rather than once per use above; unlike an `OFFSET 0`
+    fence, the subquery may still be scanned, aggregated and sorted by parallel workers."""
+    return [*columns, func.clock_timestamp().label("evaluated_at")]
+
+
 def ranking_columns(table: Any) -> RankingColumns:
     return RankingColumns(size=table.c.size, attributes=table.c.eligibility_attributes)
 
@@ -692,13 +700,14 @@ async def tally_eligible(
     e = evaluation(rules, on, currency)
     evaluated = (
         select(
-            households.c.location_code.label("location_code"),
-            e.reason.label("reason"),
-            e.amount.label("amount"),
+            *evaluated_once(
+                households.c.location_code.label("location_code"),
+                e.reason.label("reason"),
+                e.amount.label("amount"),
+            )
         )
         .select_from(e.source)
         .where(e.eligible)
-        .offset(0)  # a fence: each expression is computed once per row, not once per use
         .subquery("evaluated")
     )
     v = evaluated.c
@@ -731,19 +740,18 @@ async def mark_over_budget(
     h = households
     payable = (
         select(
-            h.c.household_id,
-            h.c.location_code,
-            h.c.household_number,
-            e.amount.label("amount"),
-            *_labelled("key", priority_keys(rules.priority, ranking_columns(h))),
+            *evaluated_once(
+                h.c.household_id,
+                h.c.location_code,
+                h.c.household_number,
+                e.amount.label("amount"),
+                *_labelled("key", priority_keys(rules.priority, ranking_columns(h))),
+            )
         )
         .select_from(e.source)
         .where(e.eligible, e.reason.is_(None))
-        .offset(0)  # a fence (see tally_eligible)
         .subquery("payable")
     )
-    # Sorted in a subquery of its own: PostgreSQL may sort the narrow rows in parallel.
-    payable = select(payable).order_by(*_order(payable, rules)).offset(0).subquery("in_order")
     ranked = select(
         payable.c.household_id,
         payable.c.location_code,
@@ -947,7 +955,7 @@ async def simulate(
     needed."""
     await for_bulk_work(session)
     if not likely_over_budget:
-        e = _both_versions(current, candidate, on, currency, location_level, ordered=False).c
+        e = _both_versions(current, candidate, on, currency, location_level).c
         rows = await _group_simulated(session, e, e.reason, e.reason)
         costs = (
             sum(r.current_amount_minor for r in rows if r.current_reason is None),
@@ -955,7 +963,7 @@ async def simulate(
         )
         if max(costs) <= budget_minor:
             return rows
-    e = _both_versions(current, candidate, on, currency, location_level, ordered=True).c
+    e = _both_versions(current, candidate, on, currency, location_level).c
     shared = candidate.priority == current.priority
     cur_order = priority_order(current.priority, _keys(e, "cur_key", current), e.household_number)
     cand_order = (
@@ -986,13 +994,10 @@ def _both_versions(
     on: date,
     currency: str,
     location_level: int | None,
-    *,
-    ordered: bool,
 ) -> Any:
     """Per household meeting either version's rules: each version's verdict and amount, the
-    exclusion reason and the values of each version's priority keys (a fenced subquery: every
-    expression computed once per row). `ordered` sorts it in the current version's priority
-    order inside the fence, where PostgreSQL can sort in parallel."""
+    exclusion reason and the values of each version's priority keys (every expression
+    computed once per row: `evaluated_once`)."""
     h = households
     filters = list(dict.fromkeys([*current.member_filters(), *candidate.member_filters()]))
     counts = member_counts(h, filters, on)
@@ -1001,24 +1006,21 @@ def _both_versions(
     ranking = ranking_columns(h)
     evaluated = (
         select(
-            location_at_level(h.c.location_code, location_level).label("location_code"),
-            h.c.household_number,
-            rule_sql(current.eligibility, columns, counts).label("cur_ok"),
-            rule_sql(candidate.eligibility, columns, counts).label("cand_ok"),
-            exclusion_sql(_payment_columns(h), provider, currency).label("reason"),
-            amount_sql(current.formula, counts).label("cur_amount"),
-            amount_sql(candidate.formula, counts).label("cand_amount"),
-            *_labelled("cur_key", priority_keys(current.priority, ranking)),
-            *_labelled("cand_key", priority_keys(candidate.priority, ranking)),
+            *evaluated_once(
+                location_at_level(h.c.location_code, location_level).label("location_code"),
+                h.c.household_number,
+                rule_sql(current.eligibility, columns, counts).label("cur_ok"),
+                rule_sql(candidate.eligibility, columns, counts).label("cand_ok"),
+                exclusion_sql(_payment_columns(h), provider, currency).label("reason"),
+                amount_sql(current.formula, counts).label("cur_amount"),
+                amount_sql(candidate.formula, counts).label("cand_amount"),
+                *_labelled("cur_key", priority_keys(current.priority, ranking)),
+                *_labelled("cand_key", priority_keys(candidate.priority, ranking)),
+            )
         )
         .select_from(source)
-        .offset(0)  # a fence (see tally_eligible)
         .subquery("evaluated")
     )
-    if ordered:
-        e = evaluated.c
-        order = priority_order(current.priority, _keys(e, "cur_key", current), e.household_number)
-        evaluated = select(evaluated).order_by(*order).offset(0).subquery("ordered")
     return select(evaluated).where(evaluated.c.cur_ok | evaluated.c.cand_ok).subquery("either")
 
 

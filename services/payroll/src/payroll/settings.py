@@ -16,6 +16,13 @@ class PayrollSettings(ServiceSettings):
     port: int = 8103
     outbox_batch_size: int = 50  # PayrollApproved chunks are up to 768 KiB each
     consumer_max_records: int = 2_000  # projections apply a whole poll in one statement
+    projection_consumers: int = Field(
+        default=2,
+        ge=1,
+        le=12,
+        description="Consumers of the projections in one worker, in one group: while one "
+        "waits on the database another validates its poll",
+    )
     eligibility_attributes: Annotated[dict[str, AttributeType], NoDecode] = Field(
         default_factory=dict,
         description="The deployment's eligibility attributes and their types (boolean, integer, "

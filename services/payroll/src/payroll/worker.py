@@ -156,7 +156,7 @@ def projections(
 def worker_components(settings: PayrollSettings, database: Database) -> Sequence[Component]:
     return [
         *infrastructure_components(settings, database),
-        projections(settings, database),
+        *(projections(settings, database) for _ in range(settings.projection_consumers)),
         Scheduler(database, settings),
         Generator(database, settings),
     ]
