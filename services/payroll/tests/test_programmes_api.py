@@ -255,3 +255,47 @@ async def test_a_cycle_shows_its_live_payroll(client: httpx.AsyncClient) -> None
     one = (await client.get(f"/cycles/{second['id']}")).json()
     assert one["payroll_id"] == triggered.json()["id"]
     assert_problem(await client.get("/cycles/01930000-0000-7000-8000-000000000000"), 404)
+
+
+async def test_a_new_lead_time_moves_the_generation_of_cycles_not_generated(
+    client: httpx.AsyncClient,
+) -> None:
+    programme = await create(client)
+    url = f"/programmes/{programme['id']}"
+    await client.post(f"{url}/activate", json={})
+    assert (await client.post(f"{url}/payrolls", json={"cycle_sequence": 1})).status_code == 202
+    version = (await client.get(url)).json()["version"]
+
+    moved = await client.patch(
+        url, json={"generation_lead_days": 9}, headers={"If-Match": f'"{version}"'}
+    )
+    cycles = (await client.get(f"{url}/cycles", params={"limit": 3})).json()["items"]
+
+    assert moved.status_code == 200, moved.text
+    assert [(c["sequence"], c["generate_on"]) for c in cycles] == [
+        (1, "2026-01-05"),  # generated already: unchanged
+        (2, "2026-02-01"),
+        (3, "2026-03-01"),
+    ]
+
+
+async def test_an_end_date_before_a_generated_cycle_is_a_conflict(
+    client: httpx.AsyncClient,
+) -> None:
+    programme = await create(client)
+    url = f"/programmes/{programme['id']}"
+    await client.post(f"{url}/activate", json={})
+    await client.post(f"{url}/payrolls", json={"cycle_sequence": 3})
+    version = (await client.get(url)).json()["version"]
+
+    response = await client.patch(
+        url, json={"end_date": "2026-02-28"}, headers={"If-Match": f'"{version}"'}
+    )
+    shorter = await client.patch(
+        url, json={"end_date": "2026-06-30"}, headers={"If-Match": f'"{version}"'}
+    )
+
+    assert_problem(response, 409, "end_date")
+    assert shorter.status_code == 200, shorter.text
+    cycles = (await client.get(f"{url}/cycles", params={"limit": 50})).json()["items"]
+    assert [c["sequence"] for c in cycles] == [1, 2, 3, 4, 5, 6]

@@ -1304,6 +1304,7 @@ def check_budget(total_minor: int, budget_minor: int) -> None:
 
 
 _UNIT_MONTHS = {"monthly": 1, "quarterly": 3}
+MAX_YEARS = 50
 
 
 @dataclass(frozen=True)
@@ -1380,6 +1381,10 @@ class Schedule:
     def check(self) -> None:
         if self.end_date is not None and self.end_date < self.start_date:
             raise Refused("invalid-dates", "end_date is before start_date", conflict=False)
+        if self.end_date is not None and self.end_date.year - self.start_date.year > MAX_YEARS:
+            raise Refused(
+                "invalid-dates", f"a programme runs {MAX_YEARS} years at most", conflict=False
+            )
         if self.cycle(1) is None:
             raise Refused(
                 "invalid-dates",

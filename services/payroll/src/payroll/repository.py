@@ -267,6 +267,18 @@ async def delete_unused_cycles(
     )
 
 
+async def move_generation_dates(session: AsyncSession, programme_id: UUID, lead_days: int) -> None:
+    """The programme's cycles without a payroll are generated `lead_days` before payment."""
+    await session.execute(
+        update(cycles)
+        .where(
+            cycles.c.programme_id == programme_id,
+            ~exists().where(payrolls.c.cycle_id == cycles.c.id),
+        )
+        .values(generate_on=cycles.c.payment_date - lead_days)
+    )
+
+
 async def last_cycle_with_payroll(session: AsyncSession, programme_id: UUID) -> Cycle | None:
     statement = (
         select(Cycle)

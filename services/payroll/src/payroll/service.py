@@ -255,11 +255,14 @@ async def update_programme(
     programme = await programme_by_id(session, programme_id, lock=True)
     if_match.require(programme.version)
     fields = patch.model_fields_set
-    if programme.status != "draft":
-        for name in fields & set(_DRAFT_ONLY):
-            raise field_problem(
-                name, f"{name} changes only while the programme is a draft", "not-a-draft", 409
-            )
+    locked = sorted(fields & set(_DRAFT_ONLY)) if programme.status != "draft" else []
+    if locked:
+        raise field_problem(
+            locked[0],
+            f"{locked[0]} changes only while the programme is a draft",
+            "not-a-draft",
+            409,
+        )
     if "currency" in fields and patch.currency is not None:
         await _check_currency_served(session, patch.currency)
     for name in fields:
@@ -272,33 +275,34 @@ async def update_programme(
     _check_schedule(programme)
     if not session.is_modified(programme):
         return programme
-    await _reschedule(
-        session, programme, today, dates_changed=bool(fields & {"start_date", "frequency"})
-    )
+    await _reschedule(session, programme, today, fields)
     await _programme_changed(session, programme, actor)
     return programme
 
 
 async def _reschedule(
-    session: AsyncSession, programme: Programme, today: date, *, dates_changed: bool
+    session: AsyncSession, programme: Programme, today: date, changed: set[str]
 ) -> None:
-    """Keeps the stored cycles true to the dates: a draft's are recomputed when its start or
-    frequency changes; cycles past a new end date go, unless a payroll holds one (409)."""
-    if dates_changed:
+    """Keeps the stored cycles true to the calendar: a draft's are recomputed when its start
+    or frequency changes; cycles past a new end date go, unless a payroll holds one (409);
+    a new lead time moves the generation date of the cycles not generated yet."""
+    if changed & {"start_date", "frequency"}:
         await repository.delete_unused_cycles(session, programme.id)
-    else:
-        schedule = schedule_of(programme)
-        last_kept = len(schedule.cycles_until(date.max)) if programme.end_date else None
-        if last_kept is not None:
-            paid = await repository.last_cycle_with_payroll(session, programme.id)
-            if paid is not None and paid.sequence > last_kept:
-                raise field_problem(
-                    "end_date",
-                    f"cycle {paid.sequence} has a payroll and would fall after the end date",
-                    "cycle-has-payroll",
-                    409,
-                )
-            await repository.delete_unused_cycles(session, programme.id, last_kept + 1)
+    elif "end_date" in changed and programme.end_date is not None:
+        last_kept = len(schedule_of(programme).cycles_until(programme.end_date))
+        paid = await repository.last_cycle_with_payroll(session, programme.id)
+        if paid is not None and paid.sequence > last_kept:
+            raise field_problem(
+                "end_date",
+                f"cycle {paid.sequence} has a payroll and would fall after the end date",
+                "cycle-has-payroll",
+                409,
+            )
+        await repository.delete_unused_cycles(session, programme.id, last_kept + 1)
+    if "generation_lead_days" in changed:
+        await repository.move_generation_dates(
+            session, programme.id, programme.generation_lead_days
+        )
     await ensure_cycles(session, programme, today + CYCLE_HORIZON)
 
 
