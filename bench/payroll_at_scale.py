@@ -168,8 +168,13 @@ async def bench_simulation(database: Database, programme_id: UUID) -> bool:
         seconds, result = await timed(
             lambda: service.simulate(session, programme_id, body, ATTRIBUTES, TODAY, None)
         )
-    households = sum(row.households for row in result.rows)
-    return report("simulation", seconds, BARS["simulation"], detail=f"{households:,} households")
+    compared = result.comparison
+    detail = (
+        f"paid now {compared.current.on_payroll:,}, with the candidate "
+        f"{compared.candidate.on_payroll:,} (budget binds: over_budget "
+        f"{compared.current.exclusions['over_budget']:,})"
+    )
+    return report("simulation", seconds, BARS["simulation"], detail=detail)
 
 
 async def bench_publication(database: Database, payroll_id: UUID, kafka: str) -> bool:
