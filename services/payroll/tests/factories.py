@@ -42,6 +42,7 @@ def household(
     version: int = 1,
     household_id: UUID | None = None,
     recipient: bool = True,
+    family_name: str = "Otieno",
 ) -> HouseholdEnrolledV1:
     """A household snapshot; its first member is the head and the primary recipient."""
     member_ids = [uuid7() for _ in members]
@@ -86,7 +87,7 @@ def household(
             "primary_recipient": {
                 "member_id": member_ids[0],
                 "given_name": f"Given{number}",
-                "family_name": "Otieno",
+                "family_name": family_name,
                 "sex": head_sex,
                 "date_of_birth": head_born,
                 "identifier": {"scheme": "national_id", "value": f"ID{number}"},

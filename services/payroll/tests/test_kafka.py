@@ -17,6 +17,7 @@ from amana_common.db import Database
 from amana_common.events import MAX_EVENT_BYTES, build_event
 from amana_common.kafka import KafkaConnection
 from amana_common.outbox import OutboxRelay
+from amana_common.tables import outbox
 from amana_common.testing.clients import TopicReader, eventually, running
 from amana_common.topics import amana_topics, ensure_topics
 from amana_contracts.base import EventData
@@ -28,7 +29,7 @@ from payroll import repository, service
 from payroll.models import HouseholdProjection
 from payroll.worker import Generator, projections
 
-from .conftest import payroll_settings
+from .conftest import ATTRIBUTES, payroll_settings
 from .factories import household, project, provider
 from .test_worker import active_programme
 
@@ -207,3 +208,48 @@ async def consumed_to_end(database: Database, consumer: Any) -> bool:
     replayed = by_consumer.get(consumer.name, set())
     others = [ids for name, ids in by_consumer.items() if name != consumer.name]
     return bool(others) and all(ids <= replayed for ids in others)
+
+
+async def test_lines_too_wide_for_1000_a_chunk_make_smaller_chunks_under_the_limit(
+    database: Database,
+) -> None:
+    long_name = "Wanjiru-" * 50  # 400 characters: 1,000 such lines exceed an event
+    await project(
+        database,
+        provider(),
+        *(
+            household(f"H{n:010d}", "KE-047-0101", [ADULT, CHILD], family_name=long_name)
+            for n in range(1_300)
+        ),
+    )
+    programme_id = await active_programme(database, "CT-WIDE", budget_per_cycle_minor=10**12)
+    async with database.sessionmaker() as session, session.begin():
+        payroll = await service.trigger_payroll(session, programme_id, 1, "manager-1")
+    async with database.sessionmaker() as session, session.begin():
+        claimed = await repository.claim_generating(session)
+        assert claimed is not None
+
+        async def progress(phase: str, done: int, total: int) -> None:
+            return None
+
+        await service.generate_payroll(session, claimed, ATTRIBUTES, 100_000, progress)
+    async with database.sessionmaker() as session, session.begin():
+        await service.approve_payroll(session, payroll.id, "checker-1")
+
+    async with database.sessionmaker() as session:
+        payloads = (
+            await session.scalars(
+                select(outbox.c.payload)
+                .where(outbox.c.event_type == PayrollApprovedV1.cloudevent_type())
+                .order_by(outbox.c.position)
+            )
+        ).all()
+    chunks = [
+        PayrollApprovedV1.model_validate(CloudEvent.model_validate_json(p).data) for p in payloads
+    ]
+    assert {c.chunk_count for c in chunks} == {len(chunks)}
+    assert [c.chunk_index for c in chunks] == list(range(len(chunks)))
+    assert all(len(p) <= MAX_EVENT_BYTES for p in payloads)
+    assert max(len(c.lines) for c in chunks) < 1_000, "smaller chunks than the first attempt"
+    assert sum(len(c.lines) for c in chunks) == 1_300
+    assert {line.recipient.family_name for c in chunks for line in c.lines} == {long_name}

@@ -1246,3 +1246,12 @@ async def write_chunk_events(
         insert(outbox).from_select(["event_id", "topic", "key", "event_type", "payload"], rows)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def largest_event(session: AsyncSession, key: str) -> int:
+    """The largest outbox event of `key` in bytes (read from the stored length, nothing is
+    decompressed)."""
+    largest = await session.scalar(
+        select(func.max(func.octet_length(outbox.c.payload))).where(outbox.c.key == key)
+    )
+    return int(largest or 0)

@@ -727,10 +727,10 @@ async def reject_payroll(
 async def _publish_approved(
     session: AsyncSession, payroll: Payroll, programme: Programme, cycle: Cycle
 ) -> None:
-    """PayrollApproved in chunks: each repeats the header (validated by the contract here).
-    PostgreSQL measures the widest line's JSON, which sets how many lines a chunk carries (at
-    most 1,000, and within the event size limit), and one INSERT ... SELECT writes the chunks
-    to the outbox, each built from its range of lines."""
+    """PayrollApproved in chunks: each repeats the header (validated by the contract here),
+    and one INSERT ... SELECT writes them to the outbox, each built by PostgreSQL from its
+    range of lines: 1,000 lines a chunk, or as many as the widest line allows when a chunk of
+    1,000 would exceed the event size limit."""
     header = {
         **_payroll_header(payroll, programme, cycle),
         "payment_window_start": cycle.payment_date,
@@ -745,6 +745,13 @@ async def _publish_approved(
     if payroll.line_count == 0:
         await add_to_outbox(session, PayrollApprovedV1(**header, chunk_count=1))
         return
+    # Lines are rarely wide enough for 1,000 to exceed an event: write chunks of 1,000, and
+    # only if one is too large, measure the widest line and write them again, smaller.
+    async with session.begin_nested() as attempt:
+        await _write_chunks(session, payroll, header, MAX_LINES_PER_CHUNK)
+        if await repository.largest_event(session, str(payroll.id)) <= MAX_EVENT_BYTES:
+            return
+        await attempt.rollback()
     # The widest header (as many chunks as lines) bounds the room left for the lines.
     widest = chunk_envelope(PayrollApprovedV1(**header, chunk_count=payroll.line_count))
     room = widest.room_for_lines(MAX_EVENT_BYTES)
@@ -754,6 +761,12 @@ async def _publish_approved(
         )
     except ValueError as error:
         raise Problem(409, "payroll-line-too-large", f"cannot publish: {error}") from error
+    await _write_chunks(session, payroll, header, per_chunk)
+
+
+async def _write_chunks(
+    session: AsyncSession, payroll: Payroll, header: dict[str, Any], per_chunk: int
+) -> None:
     first_lines = await repository.chunk_first_lines(session, payroll.id, per_chunk)
     envelope = chunk_envelope(PayrollApprovedV1(**header, chunk_count=len(first_lines)))
     await repository.write_chunk_events(session, payroll.id, first_lines, envelope)
