@@ -8,6 +8,8 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON_FOR_UV) -m uv")
 RUN := $(UV) run --frozen
 CATALOG := $(RUN) python -m amana_common.catalog
 PYTEST_ARGS ?=
+# Arguments of one benchmark run by hand, at a smaller size: make bench-payroll BENCH_ARGS="--households 10000"
+BENCH_ARGS ?=
 # The chart renders only with a way to verify tokens: an example identity provider and Secret.
 HELM_EXAMPLE_VALUES := --set global.jwksUrl=https://idp.example.org/certs --set secrets.existingSecret=amana-secrets
 
@@ -130,4 +132,4 @@ bench-analytics: infra ## analytics: ingest 1M payment events from Kafka (<= 120
 	@$(RUN) python bench/analytics_at_scale.py
 
 bench-payroll: infra ## 1M households: generation (<= 60 s, <= 3x a bare INSERT ... SELECT), simulation (<= 5 s), PayrollApproved to Kafka (<= 60 s), projection catch-up (<= 3 min)
-	@$(RUN) python bench/payroll_at_scale.py
+	@$(RUN) python bench/payroll_at_scale.py $(BENCH_ARGS)

@@ -203,6 +203,22 @@ def test_wrong_types_are_refused_at_their_path() -> None:
     ]
 
 
+def test_objects_and_lists_where_a_value_belongs_are_refused_at_their_path() -> None:
+    tree = {
+        "any": [
+            {"field": "members", "where": {"sex": [{}], "age_band": [[]]}, "op": ">", "value": 0},
+            {"field": "status", "op": "in", "value": [{"a": 1}, ["active"]]},
+        ]
+    }
+
+    assert rule_errors(tree) == [
+        "eligibility.any.0.where.age_band.0",
+        "eligibility.any.0.where.sex.0",
+        "eligibility.any.1.value.0",
+        "eligibility.any.1.value.1",
+    ]
+
+
 def test_malformed_trees_are_refused() -> None:
     assert rule_errors([]) == ["eligibility"]
     assert rule_errors({"any": []}) == ["eligibility.any"]

@@ -25,7 +25,7 @@ from amana_common.errors import PROBLEM_RESPONSES, Problem, problem_doc
 from amana_common.etag import IF_MATCH_RESPONSES, IfMatchDep, etag
 from amana_common.idempotency import IdempotencyDep
 from amana_common.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, Page, page
-from amana_common.validation import LocationCode
+from amana_common.validation import Date, LocationCode
 from amana_contracts.payroll import ProgrammeStatus
 from payroll import repository, service
 from payroll.domain import PayrollStatus
@@ -394,8 +394,8 @@ async def list_cycles(
     limit: Limit = DEFAULT_PAGE_SIZE,
     cursor: Cursor = None,
     programme_id: UUID | None = None,
-    payment_from: Annotated[date | None, Query(description="Paid on or after")] = None,
-    payment_to: Annotated[date | None, Query(description="Paid on or before")] = None,
+    payment_from: Annotated[Date | None, Query(description="Paid on or after")] = None,
+    payment_to: Annotated[Date | None, Query(description="Paid on or before")] = None,
 ) -> Page[CycleOut]:
     return await _cycles_page(session, limit, cursor, programme_id, payment_from, payment_to)
 

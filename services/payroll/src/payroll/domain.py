@@ -302,7 +302,7 @@ def _enum_list(raw: object, path: str, errors: _Errors, allowed: tuple[str, ...]
         if value not in allowed:
             where = _at(path, index) if isinstance(raw, list) else path
             errors.add(where, f"{value!r} is not one of {list(allowed)}")
-    return [v for v in dict.fromkeys(values) if v in allowed]
+    return list(dict.fromkeys(v for v in values if v in allowed))  # a list or object is no key
 
 
 def _optional_int(raw: object, path: str, errors: _Errors, low: int, high: int) -> int | None:
@@ -508,10 +508,10 @@ def _check_value(kind: str, op: Operator, value: object, path: str, errors: _Err
     if not isinstance(value, list) or not 1 <= len(value) <= MAX_LIST_VALUES:
         errors.add(path, f"must be a list of 1 to {MAX_LIST_VALUES} values, each {expected}")
         return None
-    for index, item in enumerate(value):
-        if not check(item):
-            errors.add(_at(path, index), f"must be {expected}")
-    return tuple(dict.fromkeys(cast(list[Scalar], value)))
+    wrong = [index for index, item in enumerate(value) if not check(item)]
+    for index in wrong:
+        errors.add(_at(path, index), f"must be {expected}")
+    return None if wrong else tuple(dict.fromkeys(cast(list[Scalar], value)))
 
 
 def evaluate(rule: Rule, household: Household, on: date) -> bool:

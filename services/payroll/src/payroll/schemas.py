@@ -14,7 +14,15 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from amana_common.validation import CurrencyCode, MultiLine, Name, Omittable, Text
+from amana_common.validation import (
+    CurrencyCode,
+    Date,
+    MultiLine,
+    Name,
+    Omittable,
+    RequestBody,
+    Text,
+)
 from amana_contracts.demographics import AGE_BANDS
 from amana_contracts.payroll import ExclusionReason, FrequencyUnit, ProgrammeStatus
 from amana_contracts.provider import Mechanism
@@ -257,13 +265,17 @@ def link_rule_grammar(node: Any) -> None:
         link_rule_grammar(value)
 
 
-class Strict(BaseModel):
-    """Request bodies refuse unknown fields: a misspelt field must not be silently dropped."""
+class FrequencyIn(RequestBody):
+    # The rule below, as JSON Schema: a client (and the contract test) can know it.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"unit": {"const": "every_n_months"}}},
+                {"properties": {"every_n_months": {"const": 1}}},
+            ]
+        }
+    )
 
-    model_config = ConfigDict(extra="forbid")
-
-
-class FrequencyIn(Strict):
     unit: FrequencyUnit = Field(description="monthly, every_n_months or quarterly")
     every_n_months: int = Field(default=1, ge=1, le=12, description="every_n_months only")
     payment_day: int = Field(ge=1, le=28, description="Day of the month payments open")
@@ -276,7 +288,7 @@ class FrequencyIn(Strict):
         return self
 
 
-class RulesIn(Strict):
+class RulesIn(RequestBody):
     eligibility: RuleTree = Field(description="Who is eligible: an EligibilityRule tree")
     formula: FormulaJson = Field(description="How much each household receives")
     budget_priority: PriorityJson = Field(
@@ -289,8 +301,8 @@ class ProgrammeIn(RulesIn):
     name: Name
     description: MultiLine | None = None
     currency: CurrencyCode = Field(description="ISO 4217; an active provider must serve it")
-    start_date: date
-    end_date: date | None = None
+    start_date: Date
+    end_date: Date | None = None
     frequency: FrequencyIn
     budget_per_cycle_minor: Budget
     carry_over: bool = Field(
@@ -302,15 +314,15 @@ class ProgrammeIn(RulesIn):
     )
 
 
-class ProgrammePatch(Strict):
+class ProgrammePatch(RequestBody):
     """The fields to change. The currency, start date and frequency change only while the
     programme is a draft; rules and formula change through a new version."""
 
     name: Omittable[Name] = None
     description: MultiLine | None = None
     currency: Omittable[CurrencyCode] = None
-    start_date: Omittable[date] = None
-    end_date: date | None = Field(default=None, description="null: open-ended")
+    start_date: Omittable[Date] = None
+    end_date: Date | None = Field(default=None, description="null: open-ended")
     frequency: Omittable[FrequencyIn] = None
     budget_per_cycle_minor: Omittable[Budget] = None
     carry_over: Omittable[bool] = None
@@ -321,11 +333,11 @@ class VersionIn(RulesIn):
     note: Reason | None = Field(default=None, description="Why the rules change")
 
 
-class ReasonIn(Strict):
+class ReasonIn(RequestBody):
     reason: Reason
 
 
-class OptionalReasonIn(Strict):
+class OptionalReasonIn(RequestBody):
     reason: Reason | None = None
 
 
@@ -373,7 +385,7 @@ class RuleVersionOut(BaseModel):
     created_at: datetime
 
 
-class SimulationIn(Strict):
+class SimulationIn(RequestBody):
     """Candidate rules: any part left out is the current version's."""
 
     eligibility: RuleTree | None = None
@@ -440,7 +452,7 @@ class CycleOut(BaseModel):
     payroll_status: PayrollStatus | None = None
 
 
-class TriggerIn(Strict):
+class TriggerIn(RequestBody):
     cycle_sequence: int = Field(ge=1, le=100_000, description="Which cycle (1: the first)")
 
 

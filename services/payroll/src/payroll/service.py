@@ -90,7 +90,10 @@ def invalid_rules(error: InvalidRules) -> Problem:
         422,
         "invalid-rules",
         f"The rules are not valid: {error}",
-        errors=[{"field": e.path, "in": "body", "message": e.message} for e in error.errors],
+        errors=[
+            {"field": e.path, "in": "body", "message": e.message, "code": "invalid-rule"}
+            for e in error.errors
+        ],
     )
 
 
