@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -45,7 +44,6 @@ from amana_common.outbox import OutboxRelay
 from amana_common.tables import outbox
 from amana_common.testing.clients import TopicReader
 from amana_common.testing.databases import committing_database, migrated_test_database
-from amana_common.testing.infrastructure import run_local_script
 from amana_common.topics import ensure_topics
 from amana_contracts.envelope import dead_letter_topic
 from amana_contracts.payroll import PayrollApprovedV1
@@ -57,6 +55,7 @@ from payroll.settings import PayrollSettings
 from payroll.worker import Generator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import at_most, kafka_bootstrap, postgres_server_url, report
 from payroll_fixture import (
     ATTRIBUTES,
     CANDIDATE_ELIGIBILITY,
@@ -70,30 +69,21 @@ from payroll_fixture import (
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICE_DIR = REPO / "services" / "payroll"
-BARS = {"generation": 60.0, "ratio": 3.0, "simulation": 5.0, "publication": 60.0, "catchup": 180.0}
+BARS = {
+    "generation": at_most(60),
+    "ratio": at_most(3),
+    "simulation": at_most(5),
+    "publication": at_most(60),
+    "catchup": at_most(180),
+}
 MANAGER, APPROVER = "bench-manager", "bench-approver"
 TODAY = date(2026, 1, 1)
-
-
-def report(name: str, figure: float, bar: float, unit: str = "s", detail: str = "") -> bool:
-    ok = figure <= bar
-    mark = "ok" if ok else "MISSED"
-    print(f"{name:<34} {figure:>9.2f} {unit:<2} bar <= {bar:g} {unit:<2} {mark}  {detail}")
-    return ok
 
 
 async def timed(work: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
     started = time.perf_counter()
     result = await work()
     return time.perf_counter() - started, result
-
-
-def server_url() -> str:
-    return os.environ.get("AMANA_DATABASE_URL") or run_local_script("pg.sh", "url")
-
-
-def bootstrap() -> str:
-    return os.environ.get("AMANA_KAFKA_BOOTSTRAP") or run_local_script("kafka.sh", "bootstrap")
 
 
 async def programme_with_payroll(database: Database, budget: int) -> UUID:
@@ -152,11 +142,11 @@ async def bench_generation(
     assert payroll.status == "PENDING_APPROVAL", (payroll.status, payroll.failure)
     assert payroll.line_count == bare_rows == households, (payroll.line_count, bare_rows)
     ratio = generate_s / bare_s
-    print(f"{'bare INSERT ... SELECT':<34} {bare_s:>9.2f} s  ({bare_rows:,} rows)")
+    report("bare INSERT ... SELECT", bare_s, "s", detail=f"{bare_rows:,} rows")
     ok = report(
-        "generation", generate_s, BARS["generation"], detail=f"{payroll.line_count:,} lines"
+        "generation", generate_s, "s", BARS["generation"], detail=f"{payroll.line_count:,} lines"
     )
-    ok &= report("generation / bare insert", ratio, BARS["ratio"], "x")
+    ok &= report("generation / bare insert", ratio, "x", BARS["ratio"])
     return ok, payroll_id
 
 
@@ -174,7 +164,7 @@ async def bench_simulation(database: Database, programme_id: UUID) -> bool:
         f"{compared.candidate.on_payroll:,} (budget binds: over_budget "
         f"{compared.current.exclusions['over_budget']:,})"
     )
-    return report("simulation", seconds, BARS["simulation"], detail=detail)
+    return report("simulation", seconds, "s", BARS["simulation"], detail=detail)
 
 
 async def bench_publication(database: Database, payroll_id: UUID, kafka: str) -> bool:
@@ -201,7 +191,7 @@ async def bench_publication(database: Database, payroll_id: UUID, kafka: str) ->
     verified = reassemble(chunk_values(reader.records, key))
     print(f"{'  read back and reassembled':<34} {verified:>9,} lines")
     total = approve_s + relay_s
-    return report("publication", total, BARS["publication"], detail=f"{chunks} chunks")
+    return report("publication", total, "s", BARS["publication"], detail=f"{chunks} chunks")
 
 
 def chunk_values(records: list[Any], key: bytes) -> list[bytes]:
@@ -349,7 +339,7 @@ async def bench_catchup(database: Database, settings: PayrollSettings, household
         stop.set()
         await asyncio.gather(*tasks)
     rate = f"{held / seconds:,.0f} events/s"
-    return report("projection catch-up", seconds, BARS["catchup"], detail=rate)
+    return report("projection catch-up", seconds, "s", BARS["catchup"], detail=rate)
 
 
 async def household_count(database: Database) -> int:
@@ -358,8 +348,8 @@ async def household_count(database: Database) -> int:
 
 
 async def run(households: int, only: set[str]) -> bool:
-    url = await migrated_test_database(server_url(), "payroll", SERVICE_DIR, "bench")
-    kafka = bootstrap()
+    url = await migrated_test_database(postgres_server_url(), "payroll", SERVICE_DIR, "bench")
+    kafka = kafka_bootstrap()
     settings = PayrollSettings(
         database_url=url,
         kafka_bootstrap=kafka,
