@@ -24,6 +24,7 @@ from amana_common.consumers import event_consumer
 from amana_common.db import Database
 from amana_common.inbox import is_temporary
 from amana_common.settings import ServiceSettings
+from amana_common.tracing import traced_job
 from amana_common.worker import Component, infrastructure_components, wait_or_stop
 from payroll import repository, service
 from payroll.consumers import BATCH_HANDLERS, HANDLERS
@@ -69,8 +70,9 @@ class Scheduler:
 
     async def tick(self, on: date | None = None) -> list[UUID]:
         """Creates the payrolls now due; answers their ids."""
-        async with self.database.sessionmaker() as session, session.begin():
-            created = await service.schedule_due(session, on or today())
+        with traced_job("payroll.schedule"):
+            async with self.database.sessionmaker() as session, session.begin():
+                created = await service.schedule_due(session, on or today())
         if created:
             log.info("scheduled %d payroll(s) for generation", len(created))
         return created
@@ -108,13 +110,14 @@ class Generator:
                 attempts = await self._count_attempt(payroll.id)
                 if attempts > self.settings.generation_max_attempts:
                     raise Refused("gave-up", f"gave up after {attempts - 1} attempts")
-                result = await service.generate_payroll(
-                    session,
-                    payroll,
-                    self.settings.eligibility_attributes,
-                    self.settings.generation_chunk_rows,
-                    self._progress(payroll.id),
-                )
+                with traced_job("payroll.generation", payroll_id=str(payroll.id)):
+                    result = await service.generate_payroll(
+                        session,
+                        payroll,
+                        self.settings.eligibility_attributes,
+                        self.settings.generation_chunk_rows,
+                        self._progress(payroll.id),
+                    )
         except Refused as error:
             return claimed, error.message
         except DBAPIError as error:
