@@ -1,10 +1,11 @@
 """Over the real broker: an approved payroll's chunks read back from `payroll.events` and
-reassembled, and the projections fed from `registry.events` and `provider.events` unchanged
-by a replay of those topics from the beginning."""
+reassembled, and the projections fed from `registry.events`, `provider.events` and
+`disbursement.events` (failed payments, for carry-over) unchanged by a replay of those topics
+from the beginning."""
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -21,12 +22,13 @@ from amana_common.tables import outbox
 from amana_common.testing.clients import TopicReader, eventually, running
 from amana_common.topics import amana_topics, ensure_topics
 from amana_contracts.base import EventData
+from amana_contracts.disbursement import PaymentFailedV1
 from amana_contracts.envelope import CloudEvent
 from amana_contracts.payroll import MAX_LINES_PER_CHUNK, PayrollApprovedV1
 from amana_contracts.provider import ProviderSuspendedV1
 from amana_contracts.registry import HouseholdStatusChangedV1, HouseholdUpdatedV1
 from payroll import repository, service
-from payroll.models import HouseholdProjection
+from payroll.models import CarryOver, HouseholdProjection
 from payroll.worker import Generator, projections
 
 from .conftest import ATTRIBUTES, payroll_settings
@@ -161,6 +163,8 @@ async def test_projections_replayed_from_the_beginning_do_not_change(
     )
     await send(producer, "registry.events", *enrolled, moved, exited, stale)
     await send(producer, "provider.events", psp, suspended)
+    failures = [payment_failed(enrolled[n].household_id, retryable=n == 0) for n in range(2)]
+    await send(producer, "disbursement.events", *failures, failures[0])  # the first sent twice
     settings = payroll_settings(kafka_bootstrap=kafka_bootstrap)
     first = projections(settings, committed_database, f"payroll-test-{uuid4().hex[:8]}")
 
@@ -171,6 +175,7 @@ async def test_projections_replayed_from_the_beginning_do_not_change(
     async with running(first):
         await eventually(applied, timeout_s=60)
         await eventually(lambda: provider_status(committed_database, psp.provider_id), 30)
+        await eventually(lambda: carried_over(committed_database, failures), timeout_s=30)
     before = snapshot_rows(await projected(committed_database, ids))
     assert {r["location_code"] for r in before} == {"KE-001-0002", "KE-047-0101"}
     assert sorted(r["status"] for r in before) == ["active", "active", "exited"]
@@ -183,6 +188,41 @@ async def test_projections_replayed_from_the_beginning_do_not_change(
         await eventually(lambda: consumed_to_end(committed_database, replay), timeout_s=120)
     assert snapshot_rows(await projected(committed_database, ids)) == before
     assert await provider_status(committed_database, psp.provider_id) == "suspended"
+    # Only the retryable failure waits to be carried over, once.
+    assert await carried_over(committed_database, failures) == [failures[0].payment_id]
+
+
+def payment_failed(household_id: UUID, *, retryable: bool) -> PaymentFailedV1:
+    return PaymentFailedV1.model_validate(
+        {
+            "payment_id": uuid7(),
+            "payment_number": "PAY-0000000001",
+            "payroll_id": uuid7(),
+            "payroll_line_id": uuid7(),
+            "programme_id": uuid7(),
+            "cycle_id": uuid7(),
+            "household_id": household_id,
+            "provider_id": uuid7(),
+            "mechanism": "mobile_money",
+            "location_code": "KE-047-0101",
+            "recipient_sex": "female",
+            "recipient_age_band": "35-59",
+            "currency": "KES",
+            "amount_minor": 350_000,
+            "outcome": "failed",
+            "reason_code": "AC04" if retryable else "MD07",
+            "retryable": retryable,
+            "failed_at": datetime(2026, 1, 15, tzinfo=UTC),
+        }
+    )
+
+
+async def carried_over(database: Database, failures: Sequence[PaymentFailedV1]) -> list[UUID]:
+    async with database.sessionmaker() as session:
+        statement = select(CarryOver.payment_id).where(
+            CarryOver.payment_id.in_([f.payment_id for f in failures])
+        )
+        return list((await session.scalars(statement)).all())
 
 
 async def provider_status(database: Database, provider_id: UUID) -> str | None:
