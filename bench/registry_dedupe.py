@@ -42,6 +42,7 @@ from datetime import date
 from pathlib import Path
 from uuid import UUID
 
+from _common import at_least, at_most, report
 from sqlalchemy import text
 
 from amana_common.db import Database, create_database
@@ -420,26 +421,51 @@ def main() -> int:
     )
     p50, p95, p99 = (percentile(latencies, share) for share in (0.5, 0.95, 0.99))
 
+    members = f"{loaded_members:,} members"
     verdicts = [
-        seconds <= BATCH_BAR_S,
-        p95 <= CHECK_BAR_MS,
-        precision >= PRECISION_BAR,
-        recall >= RECALL_BAR,
-        single_precision >= PRECISION_BAR,
-        single_recall >= RECALL_BAR,
+        report(
+            f"batch duplicate detection, {members}",
+            seconds,
+            "s",
+            at_most(BATCH_BAR_S),
+            detail=batch_load,
+        ),
+        report(
+            "batch precision",
+            precision,
+            "",
+            at_least(PRECISION_BAR),
+            detail=f"{hits:,} true pairs flagged, {misses:,} false",
+        ),
+        report(
+            "batch recall",
+            recall,
+            "",
+            at_least(RECALL_BAR),
+            detail=f"{len(truth):,} true pairs in the registry",
+        ),
+        report(
+            f"check of one new household p95, {members}",
+            p95,
+            "ms",
+            at_most(CHECK_BAR_MS),
+            detail=f"{len(latencies)} checks: p50 {p50:.1f} ms, p99 {p99:.1f} ms; {check_load}",
+        ),
+        report(
+            "single-check precision",
+            single_precision,
+            "",
+            at_least(PRECISION_BAR),
+            detail=f"{single_hits} true pairs flagged, {single_misses} false",
+        ),
+        report(
+            "single-check recall",
+            single_recall,
+            "",
+            at_least(RECALL_BAR),
+            detail=f"{len(single_truth)} true pairs",
+        ),
     ]
-    print(
-        f"batch duplicate detection, {loaded_members:,} members: {seconds:.1f} s "
-        f"(bar: <= {BATCH_BAR_S:.0f} s); {batch_load}\n"
-        f"  batch precision {precision:.3f} (bar >= {PRECISION_BAR}), recall {recall:.3f} "
-        f"(bar >= {RECALL_BAR}): {hits:,} true pairs flagged, {misses:,} false, "
-        f"{len(truth):,} true pairs in the registry\n"
-        f"check of one new household, {len(latencies)} checks: p50 {p50:.1f} ms  "
-        f"p95 {p95:.1f} ms  p99 {p99:.1f} ms (bar: p95 <= {CHECK_BAR_MS:.0f} ms); {check_load}\n"
-        f"  single-check precision {single_precision:.3f} (bar >= {PRECISION_BAR}), recall "
-        f"{single_recall:.3f} (bar >= {RECALL_BAR}): {single_hits} true pairs flagged, "
-        f"{single_misses} false, {len(single_truth)} true pairs"
-    )
     return 0 if all(verdicts) else 1
 
 
