@@ -13,7 +13,7 @@ BENCH_ARGS ?=
 # The chart renders only with a way to verify tokens: an example identity provider and Secret.
 HELM_EXAMPLE_VALUES := --set global.jwksUrl=https://idp.example.org/certs --set secrets.existingSecret=amana-secrets
 
-.PHONY: help uv sync infra run stop status test test-unit test-integration test-contract lint format contracts catalog service helm-lint logs bench bench-gateway bench-disbursement bench-registry-search bench-registry-import bench-registry-dedupe bench-outbox load-test bench-analytics bench-payroll
+.PHONY: help uv sync infra run stop status demo test test-unit test-integration test-contract lint format contracts catalog service helm-lint logs bench bench-gateway bench-disbursement bench-registry-search bench-registry-import bench-registry-dedupe bench-outbox load-test bench-analytics bench-payroll
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ stop: ## stop the services, Kafka and PostgreSQL (data is kept in .local/)
 	@deploy/local/kafka.sh stop
 	@deploy/local/pg.sh stop
 
+demo: sync ## the whole cycle against the stack `make run` started (DEMO_ARGS="--households 2000 --seed 3")
+	@$(RUN) python -m demo --summary "$${AMANA_LOCAL_DIR:-.local}/demo/summary.json" $(DEMO_ARGS)
+
 status: ## what is running
 	@deploy/local/services.sh status; deploy/local/kafka.sh status || true; deploy/local/pg.sh status || true
 
@@ -76,7 +79,7 @@ lint: sync ## ruff (lint + format check) and strict mypy
 	@$(RUN) ruff check .
 	@$(RUN) ruff format --check .
 	@$(RUN) mypy $$($(CATALOG) mypy-packages)
-	@$(RUN) mypy tests libs/common/tests $(wildcard services/*/tests)
+	@$(RUN) mypy tests libs/common/tests demo $(wildcard services/*/tests)
 
 format: sync ## apply ruff's fixes and formatting
 	@$(RUN) ruff check --fix .

@@ -43,8 +43,33 @@ jwt_secret() {
 # secret, and the gateway's development token endpoint with the published <role>-dev clients.
 development_environment() {
   export AMANA_ENVIRONMENT=development GATEWAY_DEV_TOKEN_ENDPOINT=true
+  # Where pg.sh and kafka.sh serve (AMANA_PG_PORT and AMANA_KAFKA_PORT move them): without
+  # this the services would connect to the default ports, another checkout's cluster.
+  AMANA_DATABASE_URL="$("$REPO_ROOT/deploy/local/pg.sh" url)"
+  AMANA_KAFKA_BOOTSTRAP="$("$REPO_ROOT/deploy/local/kafka.sh" bootstrap)"
+  export AMANA_DATABASE_URL AMANA_KAFKA_BOOTSTRAP
   AMANA_JWT_SECRET="$(jwt_secret)"
   export AMANA_JWT_SECRET
+  # The PSP sandbox (http://127.0.0.1:8190) is a provider's API here: the provider service
+  # accepts it as a delivery URL and disbursement calls it (`make demo` pays through it).
+  local hosts=127.0.0.1 ports=443,8190
+  export PROVIDER_ALLOWED_API_HOSTS="${PROVIDER_ALLOWED_API_HOSTS:-$hosts}"
+  export PROVIDER_ALLOWED_API_PORTS="${PROVIDER_ALLOWED_API_PORTS:-$ports}"
+  export DISBURSEMENT_ALLOWED_API_HOSTS="${DISBURSEMENT_ALLOWED_API_HOSTS:-$hosts}"
+  export DISBURSEMENT_ALLOWED_API_PORTS="${DISBURSEMENT_ALLOWED_API_PORTS:-$ports}"
+  # Programme rules may name the registry's default eligibility attributes, and a due cycle is
+  # generated within 10 s of being due rather than a minute.
+  export PAYROLL_ELIGIBILITY_ATTRIBUTES="${PAYROLL_ELIGIBILITY_ATTRIBUTES:-$(default_attributes)}"
+  export PAYROLL_SCHEDULER_INTERVAL_S="${PAYROLL_SCHEDULER_INTERVAL_S:-10}"
+}
+
+# {"pmt_score": "number", ...}: the types of the registry's default attribute schema.
+default_attributes() {
+  "$PYTHON" - "$REPO_ROOT/services/registry/src/registry/reference/attributes.schema.json" <<'PY'
+import json, sys
+properties = json.load(open(sys.argv[1]))["properties"]
+print(json.dumps({name: spec["type"] for name, spec in properties.items()}))
+PY
 }
 
 wait_healthy() {

@@ -240,6 +240,10 @@ async def test_the_whole_cycle_pays_each_payment_once_and_reconciles(
                         return payroll is not None and payroll.status == "reconciled"
 
                 await eventually(reconciled, timeout_s=120, interval_s=0.5)
+                async with httpx.AsyncClient(base_url=amana, headers=admin) as http:
+                    export = await http.get(f"/reconciliation/{payroll_id}/export.csv")
+                assert export.status_code == 200
+                assert len(export.text.splitlines()) == LINES + 1, "a header and every payment"
                 await asyncio.gather(*psp.deliveries)
                 assert psp.replay is not None
                 async with httpx.AsyncClient() as http:

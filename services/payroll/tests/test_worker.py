@@ -10,7 +10,7 @@ from uuid import UUID
 import pytest
 from sqlalchemy import func, select
 
-from amana_common.db import Database
+from amana_common.db import Database, create_database
 from amana_common.errors import Problem
 from amana_common.testing.databases import outbox_events
 from payroll import repository, service
@@ -25,6 +25,7 @@ from .factories import programme_body, provider
 from .test_generation import BUDGET, seed
 
 START = date(2026, 1, 1)
+GENERIC_PLANS = {"plan_cache_mode": "force_generic_plan"}
 
 
 async def active_programme(database: Database, code: str, **overrides: Any) -> UUID:
@@ -243,3 +244,26 @@ async def test_projection_of_a_provider_keeps_only_newer_snapshots(
     async with committed_database.sessionmaker() as session:
         status = await session.scalar(select(repository.providers.c.status))
     assert status == "suspended"
+
+
+async def test_the_scheduler_and_operators_still_insert_once_statements_run_from_a_generic_plan(
+    committed_database: Database,
+) -> None:
+    """PostgreSQL plans a prepared statement generically after its fifth run on a connection,
+    and a bound value in ON CONFLICT's index predicate can then match no index: a worker's
+    scheduler failed every tick after its first minutes. Forced generic plans from the start."""
+    await seed(committed_database)
+    programme_id = await active_programme(committed_database, "CT-GENERIC")
+    url = committed_database.engine.url.render_as_string(hide_password=False)
+    generic = create_database(url, pool_size=1, session_settings=GENERIC_PLANS)
+    try:
+        scheduler = Scheduler(generic, payroll_settings())
+        created = await scheduler.tick(on=date(2026, 3, 7))
+        assert await scheduler.tick(on=date(2026, 3, 7)) == []
+        for sequence in (4, 5):
+            async with generic.sessionmaker() as session, session.begin():
+                await service.trigger_payroll(session, programme_id, sequence, "manager-1")
+    finally:
+        await generic.engine.dispose()
+    assert len(created) == 1
+    assert len(await payroll_rows(committed_database)) == 3

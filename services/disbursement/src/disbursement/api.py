@@ -289,17 +289,22 @@ EXPORT_COLUMNS = (
     responses={200: {"content": {"text/csv": {}}}},
     dependencies=[READ_ANY],
 )
-async def export_reconciliation(payroll_id: UUID, session: SessionDep) -> StreamingResponse:
+async def export_reconciliation(
+    payroll_id: UUID, request: Request, session: SessionDep
+) -> StreamingResponse:
     await service.reconciliation_of(session, payroll_id)  # 404 for an unknown payroll
-    rows = await repository.export_rows(session, payroll_id)
+    # The body is sent after the request's session has ended: the rows stream in their own.
+    sessionmaker = request.app.state.database.sessionmaker
 
     async def lines() -> AsyncIterator[str]:
         yield ",".join(EXPORT_COLUMNS) + "\r\n"
-        async for part in rows.partitions(5000):
-            out = io.StringIO()
-            writer = csv.writer(out, lineterminator="\r\n")
-            writer.writerows(part)
-            yield out.getvalue()
+        async with sessionmaker() as export_session:
+            rows = await repository.export_rows(export_session, payroll_id)
+            async for part in rows.partitions(5000):
+                out = io.StringIO()
+                writer = csv.writer(out, lineterminator="\r\n")
+                writer.writerows(part)
+                yield out.getvalue()
 
     disposition = f'attachment; filename="reconciliation-{payroll_id}.csv"'
     return StreamingResponse(

@@ -328,6 +328,12 @@ async def active_programmes(session: AsyncSession) -> list[Programme]:
 # --- payrolls -------------------------------------------------------------------------
 
 
+# uq_payrolls_live_cycle's predicate, written inline: PostgreSQL matches ON CONFLICT to a
+# partial index when it plans, and a bound value is unknown to a generic plan (used from a
+# prepared statement's sixth run on a connection), which then matches no index.
+LIVE_PAYROLL = payrolls.c.status != literal(PayrollStatus.REJECTED.value, literal_execute=True)
+
+
 async def insert_payroll(session: AsyncSession, values: dict[str, Any]) -> UUID | None:
     """The new payroll's id, or None when the cycle already has a live payroll (the partial
     unique index decides, also against a concurrent insert)."""
@@ -336,7 +342,7 @@ async def insert_payroll(session: AsyncSession, values: dict[str, Any]) -> UUID 
         .values(**values)
         .on_conflict_do_nothing(
             index_elements=["programme_id", "cycle_id"],
-            index_where=payrolls.c.status != PayrollStatus.REJECTED.value,
+            index_where=LIVE_PAYROLL,
         )
         .returning(payrolls.c.id)
     )
@@ -398,7 +404,7 @@ async def schedule_due_payrolls(session: AsyncSession, today: date) -> list[UUID
         .from_select(columns, due)
         .on_conflict_do_nothing(
             index_elements=["programme_id", "cycle_id"],
-            index_where=payrolls.c.status != PayrollStatus.REJECTED.value,
+            index_where=LIVE_PAYROLL,
         )
         .returning(payrolls.c.id)
     )
