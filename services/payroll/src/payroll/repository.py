@@ -328,6 +328,12 @@ async def active_programmes(session: AsyncSession) -> list[Programme]:
 # --- payrolls -------------------------------------------------------------------------
 
 
+# The predicate of uq_payrolls_live_cycle, written into the statement: sent as a parameter,
+# PostgreSQL cannot match it to the index once it plans the statement generically (from the
+# sixth run on a connection), and every ON CONFLICT naming it fails.
+LIVE_PAYROLL = payrolls.c.status != literal(PayrollStatus.REJECTED.value, literal_execute=True)
+
+
 async def insert_payroll(session: AsyncSession, values: dict[str, Any]) -> UUID | None:
     """The new payroll's id, or None when the cycle already has a live payroll (the partial
     unique index decides, also against a concurrent insert)."""
@@ -336,7 +342,7 @@ async def insert_payroll(session: AsyncSession, values: dict[str, Any]) -> UUID 
         .values(**values)
         .on_conflict_do_nothing(
             index_elements=["programme_id", "cycle_id"],
-            index_where=payrolls.c.status != PayrollStatus.REJECTED.value,
+            index_where=LIVE_PAYROLL,
         )
         .returning(payrolls.c.id)
     )
@@ -398,7 +404,7 @@ async def schedule_due_payrolls(session: AsyncSession, today: date) -> list[UUID
         .from_select(columns, due)
         .on_conflict_do_nothing(
             index_elements=["programme_id", "cycle_id"],
-            index_where=payrolls.c.status != PayrollStatus.REJECTED.value,
+            index_where=LIVE_PAYROLL,
         )
         .returning(payrolls.c.id)
     )
