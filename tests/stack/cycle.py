@@ -14,7 +14,7 @@ import json
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -158,20 +158,32 @@ class Cycle:
         await asyncio.gather(*(clerk() for _ in range(6)))
         self.enrolled = len(bodies)
 
-    async def define_programme(self) -> None:
+    async def define_programme(self, window_closed: bool = False) -> None:
         """A monthly programme whose first cycle is paid today (or on the 28th, the latest
-        payment day), so the scheduler generates it at once; everyone enrolled is eligible."""
+        payment day), so the scheduler generates it at once; everyone enrolled is eligible.
+        With `window_closed`, its only cycle was paid two months ago on a one-day window: the
+        scheduler leaves it alone, an operator generates it (`trigger`)."""
         start = today().replace(day=1)
-        body = {
-            "code": "CT-STACK",
-            "name": "Whole-stack cash transfer",
-            "currency": "KES",
+        dates: dict[str, Any] = {
             "start_date": start.isoformat(),
             "frequency": {
                 "unit": "monthly",
                 "payment_day": min(today().day, 28),
                 "payment_window_days": 14,
             },
+        }
+        if window_closed:
+            start = (start - timedelta(days=40)).replace(day=1)
+            dates = {
+                "start_date": start.isoformat(),
+                "end_date": (start + timedelta(days=20)).isoformat(),
+                "frequency": {"unit": "monthly", "payment_day": 1, "payment_window_days": 1},
+            }
+        body = {
+            "code": "CT-STACK",
+            "name": "Whole-stack cash transfer",
+            "currency": "KES",
+            **dates,
             "budget_per_cycle_minor": 10**12,
             "generation_lead_days": 3,
             "eligibility": {"all": []},
@@ -204,6 +216,14 @@ class Cycle:
         async with self.client("payroll", "manager-1", Role.programme_manager) as http:
             response = await http.post(f"/programmes/{self.programme_id}/activate", json={})
         assert response.status_code == 200, response.text
+
+    async def trigger(self) -> None:
+        """An operator generates the first cycle's payroll."""
+        async with self.client("payroll", "manager-1", Role.programme_manager) as http:
+            response = await http.post(
+                f"/programmes/{self.programme_id}/payrolls", json={"cycle_sequence": 1}
+            )
+        assert response.status_code == 202, response.text
 
     async def payroll_status(self) -> str | None:
         row = await self.row(

@@ -182,7 +182,7 @@ FAST_SETTINGS: dict[str, dict[str, str]] = {
         "PROJECTION_CONSUMERS": "1",
     },
     "disbursement": {
-        "BATCH_SIZE": "25",
+        "BATCH_SIZE": "5",
         "DISPATCH_INTERVAL_S": "0.2",
         "DISPATCH_TIMEOUT_S": "5",
         "DISPATCH_MAX_ATTEMPTS": "50",
@@ -279,7 +279,7 @@ class Stack:
         self.processes[name] = process
         return process
 
-    async def start(self, *names: str, timeout_s: float = 60) -> None:
+    async def start(self, *names: str, timeout_s: float = 180) -> None:
         """Starts the named processes and waits until each answers /healthz."""
         for name in names:
             self._spawn(self.processes[name])
@@ -298,7 +298,7 @@ class Stack:
                 stdin=subprocess.DEVNULL,
             )
 
-    async def healthy(self, name: str, timeout_s: float = 60) -> None:
+    async def healthy(self, name: str, timeout_s: float = 180) -> None:
         process = self.processes[name]
 
         async def answers() -> bool:
