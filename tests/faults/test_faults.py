@@ -167,6 +167,19 @@ async def test_sandbox_worker_killed_while_delivering_webhooks(
         await finish(cycle)
 
 
+async def test_analytics_worker_killed_while_ingesting(
+    stack_infrastructure: StackInfrastructure,
+) -> None:
+    split = (*SPLIT, "analytics")
+    async with running_stack(stack_infrastructure, split=split) as stack:
+        cycle = Cycle(stack, households=HOUSEHOLDS)
+        await cycle.prepare()
+        await approved_and_released(cycle)
+        await until(lambda: some_settled(cycle), "webhooks to be applied", interval_s=0.05)
+        await stack.restart("analytics-worker")  # settlements are being ingested
+        await finish(cycle)
+
+
 # --- the broker and PostgreSQL ----------------------------------------------------------------
 
 

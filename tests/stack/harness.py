@@ -1,6 +1,7 @@
 """The whole stack as real processes, for the whole-cycle and fault tests.
 
-Every service of the cycle (registry, provider, payroll, disbursement and the PSP sandbox) runs
+Every service of the cycle (registry, provider, payroll, disbursement, the PSP sandbox and
+analytics) runs
 its API and its worker as separate `python -m <service> api|worker` subprocesses on free ports,
 as `deploy/local/services.sh` runs them, against a PostgreSQL cluster and a Kafka broker of the
 harness's own (`deploy/local/pg.sh` and `kafka.sh` on free ports in a temporary directory), so
@@ -38,7 +39,7 @@ from amana_common.testing.clients import free_port
 from amana_common.testing.infrastructure import LocalBroker, free_port_pair, run_local_script
 
 REPO = Path(__file__).resolve().parents[2]
-SERVICES = ("registry", "provider", "payroll", "disbursement", "psp_sandbox")
+SERVICES = ("registry", "provider", "payroll", "disbursement", "psp_sandbox", "analytics")
 SPLIT = ("payroll", "disbursement", "psp_sandbox")
 """The services whose API and worker run as separate processes unless a test says otherwise."""
 TOPICS = ("registry.events", "provider.events", "payroll.events", "disbursement.events")
