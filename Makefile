@@ -13,7 +13,7 @@ BENCH_ARGS ?=
 # The chart renders only with a way to verify tokens: an example identity provider and Secret.
 HELM_EXAMPLE_VALUES := --set global.jwksUrl=https://idp.example.org/certs --set secrets.existingSecret=amana-secrets
 
-.PHONY: help uv sync infra run stop status demo test test-unit test-integration test-contract lint format contracts catalog service helm-lint logs bench bench-gateway bench-disbursement bench-registry-search bench-registry-import bench-registry-dedupe bench-outbox load-test bench-analytics bench-payroll
+.PHONY: help uv sync infra run stop status demo test test-unit test-integration test-faults test-contract lint format contracts catalog service helm-lint logs bench bench-gateway bench-disbursement bench-registry-search bench-registry-import bench-registry-dedupe bench-outbox load-test bench-analytics bench-payroll
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ test-unit: sync ## everything but the cross-service integration tests
 
 test-integration: sync ## only the cross-service integration tests
 	@$(RUN) pytest tests/integration $(PYTEST_ARGS)
+
+test-faults: sync ## the whole fault suite: kill -9, broker and PostgreSQL restarts, PSP faults, racing workers
+	@$(RUN) pytest tests/faults -m faults $(PYTEST_ARGS)
 
 test-contract: sync ## only the API contract tests (schemathesis over every service and the gateway)
 	@$(RUN) pytest tests/contract $(PYTEST_ARGS)

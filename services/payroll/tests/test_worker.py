@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from amana_common.db import Database, create_database
 from amana_common.errors import Problem
@@ -90,6 +90,25 @@ async def test_the_scheduler_leaves_suspended_programmes_and_rejected_cycles_alo
     settings = payroll_settings()
 
     assert await Scheduler(committed_database, settings).tick(on=date(2026, 3, 7)) == []
+
+
+async def test_payrolls_are_still_created_once_postgresql_plans_the_statements_generically(
+    committed_database: Database,
+) -> None:
+    """PostgreSQL plans a prepared statement generically after five runs (the scheduler runs
+    its statement every tick, on the same pooled connections): the ON CONFLICT naming the
+    partial unique index must still find it, which it cannot when the index's predicate is
+    sent as a parameter (the fault suite's scheduler stopped after its sixth tick)."""
+    await seed(committed_database)
+    programme_id = await active_programme(committed_database, "CT-GENERIC")
+
+    async with committed_database.sessionmaker() as session, session.begin():
+        await session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+        scheduled = await service.schedule_due(session, date(2026, 3, 7))
+        triggered = await service.trigger_payroll(session, programme_id, 4, "manager-1")
+
+    assert len(scheduled) == 1
+    assert {p.id for p in await payroll_rows(committed_database)} == {scheduled[0], triggered.id}
 
 
 async def test_an_operator_and_the_scheduler_racing_for_a_cycle_make_one_payroll(
