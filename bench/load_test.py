@@ -2,7 +2,7 @@
 
 Locust (headless) runs `bench/load/locustfile.py`: 100 users acting once a second each, about
 100 requests/s (60% registrars: enrol, search, read, history; 20% programme staff: provider
-lookups and reads; 20% the provider's signed settlement webhooks), first for a warm-up of 30 s,
+lookups, reads and payroll simulations; 20% the provider's signed settlement webhooks), first for a warm-up of 30 s,
 then for 2 minutes measured. Reported per operation: requests/s, p50/p95/p99, failures; and
 each service's resident memory (VmRSS from /proc) when the stack was found, after the warm-up
 and at the end.
@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,8 @@ import httpx
 from _common import REPO, at_most, load_average, report, write_readme_section
 
 sys.path.insert(0, str(REPO / "bench" / "load"))
+sys.path.insert(0, str(REPO))
+from demo import plan  # the demo's programme rules, simulated by programme staff
 from households import household  # the same households the users enrol
 
 GATEWAY = "http://127.0.0.1:8000"
@@ -124,11 +126,33 @@ def fixture(http: httpx.Client, households: int) -> dict[str, Any]:
         names.append((head["given_name"], head["family_name"]))
     return {
         "tokens": tokens,
+        "programme_id": programme(http, auth("programme-manager"), code),
         "provider_id": provider_id,
         "webhook_secret": secret,
         "households": ids,
         "names": names,
     }
+
+
+def programme(http: httpx.Client, headers: dict[str, str], code: str) -> str:
+    """A draft programme with the demo's rules, for the simulation task."""
+    answer = http.post(
+        "/programmes",
+        headers=headers | {"Idempotency-Key": code},
+        json={
+            "code": code,
+            "name": "Load test programme",
+            "currency": plan.CURRENCY,
+            "start_date": date.today().replace(day=1).isoformat(),
+            "frequency": plan.Schedule.due_on(date.today()).frequency(),
+            "budget_per_cycle_minor": plan.BUDGET_PER_CYCLE_MINOR,
+            "eligibility": plan.ELIGIBILITY,
+            "formula": plan.FORMULA,
+            "budget_priority": plan.BUDGET_PRIORITY,
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["id"])
 
 
 def webhook_secret(http: httpx.Client, provider_id: str, headers: dict[str, str]) -> str:

@@ -7,8 +7,8 @@ serve a location and read a provider, and the provider posts signed settlement w
 what they need (tokens, a provider and its webhook secret, households to find) and passes it
 in `AMANA_LOAD_FIXTURE` (a JSON file).
 
-TODO(payroll): once the payroll service is on main, add a task that simulates a programme's
-payroll through the gateway (a programme-manager token), with its weight in the mix.
+Programme staff also simulate a draft programme's payroll with candidate rules (the current
+rules and a wider PMT threshold) over payroll's projection.
 
     uv run locust -f bench/load/locustfile.py   # only through bench/load_test.py, which
                                                 # prepares the fixture and judges the run
@@ -26,6 +26,14 @@ from typing import Any
 from households import household
 from locust import HttpUser, constant_throughput, task
 from standardwebhooks import Webhook
+
+# The demo's rules with a wider proxy-means-test threshold: the candidate a manager tries.
+WIDER_ELIGIBILITY: dict[str, Any] = {
+    "any": [
+        {"field": "attributes.pmt_score", "op": "<", "value": 40},
+        {"field": "members", "where": {"disability": True}, "op": ">=", "value": 1},
+    ]
+}
 
 FIXTURE: dict[str, Any] = (
     json.loads(Path(os.environ["AMANA_LOAD_FIXTURE"]).read_text())
@@ -96,6 +104,15 @@ class ProgrammeStaff(HttpUser):
             params={"location_code": "KE-047-0101", "mechanism": "mobile_money"},
             headers=bearer("programme-manager"),
             name="provider lookup",
+        )
+
+    @task(1)
+    def simulate(self) -> None:
+        self.client.post(
+            f"/programmes/{FIXTURE['programme_id']}/simulate",
+            json={"eligibility": WIDER_ELIGIBILITY},
+            headers=bearer("programme-manager"),
+            name="simulate a payroll",
         )
 
     @task(1)
