@@ -13,7 +13,7 @@ BENCH_ARGS ?=
 # The chart renders only with a way to verify tokens: an example identity provider and Secret.
 HELM_EXAMPLE_VALUES := --set global.jwksUrl=https://idp.example.org/certs --set secrets.existingSecret=amana-secrets
 
-.PHONY: help uv sync infra run stop status demo test test-unit test-integration test-faults test-contract lint format contracts catalog service helm-lint logs bench bench-gateway bench-disbursement bench-registry-search bench-registry-import bench-registry-dedupe bench-outbox load-test bench-analytics bench-payroll
+.PHONY: help uv sync infra run stop status demo test test-unit test-integration test-faults test-contract lint format contracts catalog service helm-lint logs bench bench-gateway bench-disbursement bench-registry-search bench-registry-import bench-registry-dedupe bench-outbox load-test bench-analytics bench-payroll bench-e2e
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -139,3 +139,6 @@ bench-analytics: infra ## analytics: ingest 1M payment events from Kafka (<= 120
 
 bench-payroll: infra ## 1M households: generation (<= 60 s, <= 3x a bare INSERT ... SELECT), simulation (<= 5 s), PayrollApproved to Kafka (<= 60 s), projection catch-up (<= 3 min)
 	@$(RUN) python bench/payroll_at_scale.py $(BENCH_ARGS)
+
+bench-e2e: sync ## against `make run`'s stack: 100,000 households, CSV import to reconciled payroll and analytics, per-stage times (<= 5 min; BENCH_ARGS="--households 10000")
+	@$(RUN) python bench/e2e.py $(BENCH_ARGS)

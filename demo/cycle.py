@@ -30,6 +30,11 @@ class Options:
     scheduler_wait_s: float = 40
     stage_timeout_s: float = 180
     summary: Path | None = None
+    # Codes of a run's provider and programme start with it; earlier runs with it are retired.
+    label: str = "DEMO"
+    settle_delay_s: float = plan.SANDBOX_SETTLE_DELAY_S
+    failure_rate: float = plan.SANDBOX_FAILURE_RATE
+    results_per_webhook: int = plan.SANDBOX_RESULTS_PER_WEBHOOK
 
 
 @dataclass
@@ -69,14 +74,17 @@ class Progress:
         return time.monotonic() - self.started
 
 
-async def run(options: Options) -> int:
+async def run(options: Options, stages: type[Demo] | None = None) -> int:
+    """Runs `stages` (the demo's by default); 1 when one failed."""
+    stages = stages or Demo
     progress = Progress()
     started = datetime.now(UTC)
-    provider_code, programme_code = plan.run_codes(options.seed, started.strftime("%y%m%d%H%M%S"))
+    stamp = started.strftime("%y%m%d%H%M%S")
+    provider_code, programme_code = plan.run_codes(options.seed, stamp, options.label)
     figures = Figures(options.seed, options.households, provider_code, programme_code)
     async with Stack(options.gateway, options.sandbox) as stack:
         try:
-            await Demo(stack, options, progress, figures).run()
+            await stages(stack, options, progress, figures).run()
         except DemoFailed as failure:
             progress.say("FAILED", str(failure))
             return 1
@@ -103,12 +111,15 @@ class Demo:
         provider_id = await self.register_provider()
         await self.open_channels(provider_id)
         households = plan.population(self.options.households, self.options.seed)
-        ids = await self.enrol(households)
+        ids = await self.enrol(
+            plan.without_preference(households), f"demo-seed-{self.options.seed}"
+        )
         standing = await self.set_preferences(households, ids, provider_id)
         schedule = plan.Schedule.due_on(datetime.now(UTC).date())
-        expected = plan.expected_payroll(households, standing, schedule.start_date)
-        self.figures.expected = asdict(expected)
+        expected = self.expect(households, standing, schedule)
         programme_id = await self.define_programme(schedule, expected)
+        await self.projected(programme_id, expected)
+        await self.activate(programme_id, schedule)
         payroll = await self.generated_payroll(programme_id, expected)
         await self.approve(payroll)
         reconciliation = await self.settled(payroll)
@@ -123,15 +134,17 @@ class Demo:
         its households are paid through this run's provider only."""
         programmes = await self._all("programme-manager", "/programmes?status=active")
         providers = await self._all("admin", "/providers?status=active")
-        closed = [p for p in programmes if p["code"].startswith("DEMO-S")]
-        suspended = [p for p in providers if p["code"].startswith("DEMO-PSP-")]
+        provider_prefix, programme_prefix = plan.earlier_run_prefixes(self.options.label)
+        closed = [p for p in programmes if p["code"].startswith(programme_prefix)]
+        suspended = [p for p in providers if p["code"].startswith(provider_prefix)]
         for programme in closed:
             await self._close_programme(programme["id"])
         for provider in suspended:
             await self._suspend_provider(provider["id"])
         self.progress.say(
             "earlier runs",
-            f"{len(closed)} demo programme(s) closed, {len(suspended)} demo provider(s) suspended",
+            f"{len(closed)} {self.options.label} programme(s) closed, {len(suspended)} "
+            f"{self.options.label} provider(s) suspended",
         )
 
     async def _all(self, role: str, path: str) -> list[dict[str, Any]]:
@@ -221,9 +234,9 @@ class Demo:
             "api_key": credential,
             "webhook_url": f"{self.stack.gateway}/webhooks/providers/{provider_id}",
             "webhook_secret": secret,
-            "settle_delay_s": plan.SANDBOX_SETTLE_DELAY_S,
-            "failure_rate": plan.SANDBOX_FAILURE_RATE,
-            "results_per_webhook": plan.SANDBOX_RESULTS_PER_WEBHOOK,
+            "settle_delay_s": self.options.settle_delay_s,
+            "failure_rate": self.options.failure_rate,
+            "results_per_webhook": self.options.results_per_webhook,
             "seed": self.options.seed,
         }
         await self.stack.call(
@@ -237,18 +250,17 @@ class Demo:
         self.progress.say(
             "channels",
             f"webhook secret and API credential set; sandbox account: settles after "
-            f"{plan.SANDBOX_SETTLE_DELAY_S} s, {plan.SANDBOX_FAILURE_RATE:.0%} fail, seed "
+            f"{self.options.settle_delay_s:g} s, {self.options.failure_rate:.0%} fail, seed "
             f"{self.options.seed}",
         )
 
     # --- the households -------------------------------------------------------------------
 
-    async def enrol(self, households: list[GeneratedHousehold]) -> dict[str, str]:
-        """Imports the generated households as one CSV (source `demo-seed-<seed>`: a later
-        run updates the same households), answers household code -> id."""
+    async def enrol(self, households: list[GeneratedHousehold], source: str) -> dict[str, str]:
+        """Imports the households as one CSV (a later run with the same `source` updates the
+        same households), answers household code -> id."""
         out = io.StringIO()
-        write_csv(plan.without_preference(households), out)
-        source = f"demo-seed-{self.options.seed}"
+        write_csv(households, out)
         self.progress.say(
             "registry",
             f"generated {len(households)} households (seed {self.options.seed}); importing "
@@ -278,7 +290,7 @@ class Demo:
                 raise DemoFailed(f"the import failed: {state['error']}")
             return state if state["status"] == "done" else None
 
-        state = await wait_for("the import", done, timeout_s=self.timeout)
+        state = await wait_for("the import", done, timeout_s=self.timeout, interval_s=0.5)
         counts = {k: state[k] for k in ("created", "updated", "rejected", "flagged")}
         self.figures.enrolled = counts
         report = await self.stack.call(
@@ -380,11 +392,25 @@ class Demo:
             f"{expected.eligible} eligible, {expected.on_payroll} on the payroll, "
             f"{plan.money(expected.total_amount_minor)}",
         )
+        return str(programme["id"])
+
+    def expect(
+        self,
+        households: list[GeneratedHousehold],
+        standing: dict[str, plan.Standing],
+        schedule: plan.Schedule,
+    ) -> plan.Expected:
+        expected = plan.expected_payroll(households, standing, schedule.start_date)
+        self.figures.expected = asdict(expected)
+        return expected
+
+    async def projected(self, programme_id: str, expected: plan.Expected) -> None:
+        """Waits until a simulation over payroll's projection gives the expected payroll."""
 
         async def projected() -> bool | None:
             tally = (
                 await self.stack.call(
-                    "programme-manager", "POST", f"/programmes/{programme['id']}/simulate", json={}
+                    "programme-manager", "POST", f"/programmes/{programme_id}/simulate", json={}
                 )
             ).json()["current"]
             self.progress.changed(
@@ -401,17 +427,18 @@ class Demo:
             "another provider in this stack's registry? the demo expects to pay only its own)",
             projected,
             timeout_s=self.timeout,
-            interval_s=2,
+            interval_s=1,
         )
+
+    async def activate(self, programme_id: str, schedule: plan.Schedule) -> None:
         await self.stack.call(
-            "programme-manager", "POST", f"/programmes/{programme['id']}/activate", json={}
+            "programme-manager", "POST", f"/programmes/{programme_id}/activate", json={}
         )
         self.progress.say(
             "payroll",
             f"programme active: monthly from {schedule.start_date}, cycle 1 pays from day "
             f"{schedule.payment_day} for {schedule.window_days} days",
         )
-        return str(programme["id"])
 
     async def generated_payroll(self, programme_id: str, expected: plan.Expected) -> dict[str, Any]:
         """The scheduler generates cycle 1 by itself; after `scheduler_wait_s` the demo

@@ -102,6 +102,16 @@ def preference_for(household: GeneratedHousehold, provider_id: UUID) -> dict[str
     return {**household.body["payment_preference"], "provider_id": str(provider_id)}
 
 
+def paid_through(
+    households: Iterable[GeneratedHousehold], provider_id: UUID
+) -> list[GeneratedHousehold]:
+    """Copies whose preference names `provider_id` (imported with it, not set afterwards)."""
+    return [
+        GeneratedHousehold(h.code, {**h.body, "payment_preference": preference_for(h, provider_id)})
+        for h in households
+    ]
+
+
 def eligibility_attributes() -> dict[str, str]:
     """The types of the registry's default attribute schema (what `make run` gives payroll)."""
     schema = json.loads((REFERENCE / "attributes.schema.json").read_text())
@@ -225,10 +235,15 @@ class Schedule:
         }
 
 
-def run_codes(seed: int, started: str) -> tuple[str, str]:
+def run_codes(seed: int, started: str, label: str = "DEMO") -> tuple[str, str]:
     """Unique per run (`started` is the UTC start as yymmddHHMMSS): the provider's code and
-    the programme's."""
-    return f"DEMO-PSP-S{seed}-{started}", f"DEMO-S{seed}-{started}"
+    the programme's. `label` tells the demo's runs from the benchmark's."""
+    return f"{label}-PSP-S{seed}-{started}", f"{label}-S{seed}-{started}"
+
+
+def earlier_run_prefixes(label: str = "DEMO") -> tuple[str, str]:
+    """What the provider's and the programme's codes of every run with `label` start with."""
+    return f"{label}-PSP-", f"{label}-S"
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ when a reconciliation holds, failures by reason, the schedule that makes cycle 1
 
 from datetime import date
 from typing import Any
+from uuid import UUID
 
 from demo import plan
 from registry.generate import GeneratedHousehold
@@ -128,6 +129,20 @@ def test_the_population_is_the_same_on_every_run_and_paid_by_mobile_money() -> N
     assert {h.body["payment_preference"]["mechanism"] for h in first} == {"mobile_money"}
     assert all("payment_preference" not in h.body for h in plan.without_preference(first))
     assert plan.run_codes(7, "261129231251") == ("DEMO-PSP-S7-261129231251", "DEMO-S7-261129231251")
+
+
+def test_the_benchmark_imports_the_preference_for_its_provider_and_retires_only_its_runs() -> None:
+    provider = UUID("01a229dd-cef2-7e7f-94a7-ac3b1f89622f")
+    paid = plan.paid_through(plan.population(5, 7), provider)
+    assert {h.body["payment_preference"]["provider_id"] for h in paid} == {str(provider)}
+    assert all(h.body["payment_preference"]["account"] for h in paid)
+    provider_code, programme_code = plan.run_codes(7, "261130003015", "E2E")
+    assert (provider_code, programme_code) == ("E2E-PSP-S7-261130003015", "E2E-S7-261130003015")
+    provider_prefix, programme_prefix = plan.earlier_run_prefixes("E2E")
+    assert provider_code.startswith(provider_prefix)
+    assert programme_code.startswith(programme_prefix)
+    assert not "DEMO-S7-261129231251".startswith(programme_prefix)
+    assert not programme_code.startswith(plan.earlier_run_prefixes()[1])
 
 
 def test_money_in_major_units() -> None:
