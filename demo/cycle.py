@@ -35,6 +35,7 @@ class Options:
     settle_delay_s: float = plan.SANDBOX_SETTLE_DELAY_S
     failure_rate: float = plan.SANDBOX_FAILURE_RATE
     results_per_webhook: int = plan.SANDBOX_RESULTS_PER_WEBHOOK
+    budget_per_cycle_minor: int = plan.BUDGET_PER_CYCLE_MINOR
 
 
 @dataclass
@@ -369,7 +370,7 @@ class Demo:
             "currency": plan.CURRENCY,
             "start_date": schedule.start_date.isoformat(),
             "frequency": schedule.frequency(),
-            "budget_per_cycle_minor": plan.BUDGET_PER_CYCLE_MINOR,
+            "budget_per_cycle_minor": self.options.budget_per_cycle_minor,
             "carry_over": True,
             "generation_lead_days": 0,
             "eligibility": plan.ELIGIBILITY,

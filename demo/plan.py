@@ -171,8 +171,9 @@ def expected_payroll(
     households: Sequence[GeneratedHousehold], standing: Mapping[str, Standing], on: date
 ) -> Expected:
     """Evaluates the rules and the formula on the generated households, by household code.
-    A household meeting the rules is left out when it is not active or under review (the
-    first reasons payroll applies); every household has a payable preference."""
+    A household meeting the rules is left out when it is suspended or exited, or under
+    review (by its status or an open duplicate review: the first reasons payroll applies);
+    every household has a payable preference."""
     rules = programme_rules()
     eligible = paid = total = 0
     exclusions: Counter[str] = Counter()
@@ -182,9 +183,9 @@ def expected_payroll(
             continue
         eligible += 1
         state = standing.get(generated.code, Standing())
-        if state.status != "active":
+        if state.status in ("suspended", "exited"):
             exclusions["not_active"] += 1
-        elif state.under_review:
+        elif state.status == "under_review" or state.under_review:
             exclusions["under_review"] += 1
         else:
             paid += 1

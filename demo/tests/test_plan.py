@@ -46,6 +46,11 @@ def test_households_not_active_or_under_review_are_eligible_but_left_out() -> No
     assert (
         expected.differences(2, 0, 0, {"not_active": 1, "under_review": 1, "over_budget": 0}) == []
     )
+    flagged = {"a": plan.Standing("under_review", True), "b": plan.Standing("exited")}
+    assert plan.expected_payroll(households, flagged, ON).exclusions == {
+        "under_review": 1,
+        "not_active": 1,
+    }
     assert expected.differences(2, 1, 310_000, {"not_active": 1}) == [
         "on payroll: expected 0, got 1",
         "total: expected 0, got 310000",
