@@ -2,10 +2,10 @@
 
 Locust (headless) runs `bench/load/locustfile.py`: 100 users acting once a second each, about
 100 requests/s (60% registrars: enrol, search, read, history; 20% programme staff: provider
-lookups, reads and payroll simulations; 20% the provider's signed settlement webhooks), first for a warm-up of 30 s,
-then for 2 minutes measured. Reported per operation: requests/s, p50/p95/p99, failures; and
-each service's resident memory (VmRSS from /proc) when the stack was found, after the warm-up
-and at the end.
+lookups, reads and payroll simulations; 20% the provider's signed settlement webhooks), first
+for a warm-up of 30 s, then for 2 minutes measured. Reported per operation: requests/s,
+p50/p95/p99, failures; and each service's resident memory (VmRSS from /proc) when the stack was
+found, after the warm-up and at the end.
 
 The run fails on any 5xx, and when a service's RSS grew during the measured run by more than
 max(32 MiB, 15%) over what it had after the warm-up (caches fill during the warm-up; a leak
