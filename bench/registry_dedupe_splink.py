@@ -1,7 +1,8 @@
 """The same batch duplicate detection done with splink (DuckDB backend), to compare with the
 registry's own (bench/registry_dedupe.py): run it after that benchmark, on the database it
-loaded. Not part of `make bench`: splink is not a dependency of the registry (it measured
-worse, see the README's "Duplicate detection"), so it runs from an environment that has it:
+loaded. Not part of `make bench`: splink is not a dependency of the registry (its own
+blocking meets the bars; see the README's "Duplicate detection"), so it runs from an
+environment that has it:
 
     uv venv /tmp/splink && VIRTUAL_ENV=/tmp/splink uv pip install splink
     export PYTHONPATH=/tmp/splink/lib/python3.11/site-packages
