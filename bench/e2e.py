@@ -179,19 +179,7 @@ class EndToEnd(Demo):
         )
 
     async def in_analytics(self, state: plan.Reconciliation) -> None:
-        """Analytics' outcomes report on this run's programme counts every ended payment."""
-        ended = {s: state.by_status[s][0] for s in ("settled", "failed", "expired", "reversed")}
-        path = f"/reports/outcomes?programme={self.figures.programme_code}"
-
-        async def ingested() -> bool | None:
-            rows = (await self.stack.call("admin", "GET", path)).json()["rows"]
-            counted = {s: sum(int(r.get(s) or 0) for r in rows) for s in ended}
-            self.progress.changed("analytics", f"outcomes {counted} (disbursement: {ended})")
-            return True if counted == ended else None
-
-        await wait_for(
-            "analytics has the payments", ingested, timeout_s=self.timeout, interval_s=0.5
-        )
+        await super().in_analytics(state)
         CLOCK.end("analytics")
 
 

@@ -125,6 +125,7 @@ class Demo:
         await self.approve(payroll)
         reconciliation = await self.settled(payroll)
         await self.report(payroll, reconciliation)
+        await self.in_analytics(reconciliation)
         await self.retire(programme_id, provider_id)
 
     # --- earlier runs ---------------------------------------------------------------------
@@ -550,6 +551,23 @@ class Demo:
         return await wait_for(
             "every payment settled, failed or expired", complete, timeout_s=self.timeout
         )
+
+    async def in_analytics(self, state: plan.Reconciliation) -> None:
+        """Analytics' outcomes report on this run's programme counts every ended payment, as
+        disbursement's reconciliation does (its ingest is a consumer of the same events)."""
+        ended = {s: state.by_status[s][0] for s in ("settled", "failed", "expired", "reversed")}
+        path = f"/reports/outcomes?programme={self.figures.programme_code}"
+
+        async def ingested() -> bool | None:
+            rows = (await self.stack.call("admin", "GET", path)).json()["rows"]
+            counted = {s: sum(int(r.get(s) or 0) for r in rows) for s in ended}
+            self.progress.changed("analytics", f"outcomes {counted} (disbursement: {ended})")
+            return True if counted == ended else None
+
+        await wait_for(
+            "analytics has the payments", ingested, timeout_s=self.timeout, interval_s=0.5
+        )
+        self.progress.say("analytics", f"outcomes report agrees with the reconciliation: {ended}")
 
     async def report(self, payroll: dict[str, Any], state: plan.Reconciliation) -> None:
         path = f"/reconciliation/{payroll['id']}"
