@@ -3,9 +3,9 @@
 The registry API and the gateway run as real processes (uvicorn). An open-loop generator sends
 authenticated GETs arriving at a fixed mean rate (Poisson), for the same duration twice:
 straight to the registry, and through the gateway (token check, rate limit, proxy). The
-upstream route is a read of a household that does not exist (a 404 after one primary-key lookup:
-the gateway refuses to proxy an upstream's /healthz), the same both ways, so the difference is
-the gateway's own cost.
+upstream route is a household read with an id that is not a UUID: the registry checks the token
+and answers 422 without touching its database (the gateway refuses to proxy an upstream's
+/healthz), the same both ways, so the difference is the gateway's own cost.
 
     make bench-gateway            # or: uv run python bench/gateway_overhead.py --seconds 20
 """
@@ -35,7 +35,7 @@ from amana_common.settings import ServiceSettings
 
 REPO = Path(__file__).resolve().parents[1]
 BAR_MS = 5.0
-EXPECTED_STATUS = 404  # an unknown household: a real route, answered after one lookup
+EXPECTED_STATUS = 422  # a real route, refused by validation before any database work
 SECRET = secrets.token_urlsafe(32)  # generated: a committed secret is refused
 REGISTRY_PORT, GATEWAY_PORT = 18101, 18000
 
@@ -160,7 +160,7 @@ def main() -> int:
                 GATEWAY_PORT,
             )
         )
-        unknown = "/households/00000000-0000-7000-8000-000000000000"
+        unknown = "/households/not-a-uuid"
         direct_url = f"http://127.0.0.1:{REGISTRY_PORT}{unknown}"
         gateway_url = f"http://127.0.0.1:{GATEWAY_PORT}/registry{unknown}"
         asyncio.run(open_loop(gateway_url, token, 3, args.rate))  # warm-up
