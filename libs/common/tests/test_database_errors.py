@@ -231,3 +231,43 @@ async def test_a_lock_waited_on_too_long_is_a_409_try_again_with_retry_after(
     assert response.headers["retry-after"] == "1"
     assert response.json()["type"] == TYPE_BASE + "try-again"
     assert waited < 5
+
+
+async def test_a_deadlock_is_a_409_try_again_and_the_other_request_succeeds(
+    database: Database, table: str, postgres_server_url: str
+) -> None:
+    """Two requests lock the same two rows in opposite orders: PostgreSQL aborts one
+    (40P01, deadlock detected); that one is a 409 to try again, never a 500."""
+    async with database.sessionmaker() as session, session.begin():
+        await session.execute(text(f"INSERT INTO {table} VALUES (2, 'two')"))
+    router = APIRouter()
+
+    @router.post("/notes/{first}/{second}/touch")
+    async def touch(first: int, second: int, session: SessionDep) -> dict[str, int]:
+        lock = text(f"SELECT * FROM {table} WHERE id = :id FOR UPDATE")
+        await session.execute(lock, {"id": first})
+        await asyncio.sleep(0.5)  # both hold their first row before asking for the second
+        await session.execute(lock, {"id": second})
+        return {"id": first}
+
+    settings = ServiceSettings(
+        service_name="demo",
+        environment="test",
+        database_url=postgres_url(postgres_server_url),
+        db_lock_timeout_ms=10_000,
+    )
+    app = create_app(settings, [router], title="demo")
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+    ):
+        answers = await asyncio.gather(
+            client.post("/notes/1/2/touch"), client.post("/notes/2/1/touch")
+        )
+
+    assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+    refused = next(a for a in answers if a.status_code == 409)
+    assert refused.headers["content-type"] == PROBLEM_JSON
+    assert refused.json()["type"] == TYPE_BASE + "try-again"
+    assert refused.headers["retry-after"] == "1"

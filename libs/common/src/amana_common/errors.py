@@ -22,6 +22,9 @@ log = logging.getLogger("amana.errors")
 
 PROBLEM_JSON = "application/problem+json"
 LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout expired (or NOWAIT): another transaction holds it
+# The request lost a race another transaction won, its transaction rolled back: running it
+# again succeeds (lock timeout, deadlock detected, serialization failure).
+TRY_AGAIN_SQLSTATES = frozenset({LOCK_NOT_AVAILABLE, "40P01", "40001"})
 LOCK_RETRY_AFTER_S = 1
 TYPE_BASE = "https://amana.dev/problems/"
 
@@ -290,7 +293,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DBAPIError)
-        if sqlstate(exc) != LOCK_NOT_AVAILABLE:
+        if sqlstate(exc) not in TRY_AGAIN_SQLSTATES:
             raise exc
         return problem_response(
             409,
