@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from _common import at_least, at_most, report
+from _common import CpuMeter, at_least, at_most, postgres_server_url, report
 from sqlalchemy import func, select, text
 from uuid6 import uuid7
 
@@ -50,66 +50,20 @@ from disbursement.settings import DEFAULT_SECRETS_KEY, DisbursementSettings
 REPO = Path(__file__).resolve().parents[1]
 PROVIDERS = [uuid.UUID(int=0x0193_0000_0000_7000_8000_0000_0000_BE00 + i) for i in range(4)]
 KEY = DisbursementSettings(environment="test").secrets_key_bytes()
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def cpu_seconds(pid: int | None = None) -> float | None:
-    """User + system CPU of a process (this one by default); None where /proc is missing."""
-    try:
-        fields = Path(f"/proc/{pid or os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def postgres_cpu_seconds() -> float | None:
-    """CPU of the local PostgreSQL (deploy/local: the postmaster and its children alive now);
-    None for an external server."""
-    pid_file = REPO / ".local" / "pg" / "postmaster.pid"
-    if os.environ.get("AMANA_DATABASE_URL") or not pid_file.is_file():
-        return None
-    postmaster = int(pid_file.read_text().split()[0])
-    total = cpu_seconds(postmaster) or 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == postmaster:
-            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return total
 
 
 class Phase:
-    """Load average and CPU seconds (this process, the API's, PostgreSQL's) over one phase."""
+    """Load average and CPU seconds (this process, the API's, the local servers') over one
+    phase."""
 
     def __init__(self, api_pid: int | None = None) -> None:
-        self.api_pid = api_pid
         self.load = os.getloadavg()[0]
-        self.started = self._cpu()
-
-    def _cpu(self) -> dict[str, float | None]:
-        return {
-            "this process": cpu_seconds(),
-            "the API process": cpu_seconds(self.api_pid) if self.api_pid else None,
-            "PostgreSQL": postgres_cpu_seconds(),
-        }
+        self.meter = CpuMeter(**({"the API process": api_pid} if api_pid else {}))
 
     def summary(self) -> str:
         load = f"load average {self.load:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
-        spent = [
-            f"{name} {now - self.started[name]:.1f} s"  # type: ignore[operator]
-            for name, now in self._cpu().items()
-            if now is not None and self.started[name] is not None
-        ]
+        spent = [f"{name} {seconds:.1f} s" for name, seconds in self.meter.spent().items()]
         return f"      {load}; CPU: {', '.join(spent)}"
-
-
-def server_url() -> str:
-    if url := os.environ.get("AMANA_DATABASE_URL"):
-        return url
-    script = REPO / "deploy" / "local" / "pg.sh"
-    return subprocess.check_output(["bash", str(script), "url"], text=True).strip()
 
 
 def chunk_json(payroll: dict[str, Any], index: int, size: int) -> bytes:
@@ -325,7 +279,7 @@ def start_api(database_url: str, port: int) -> subprocess.Popen[bytes]:
 
 async def run(args: argparse.Namespace) -> bool:
     url = await migrated_test_database(
-        server_url(), "disbursement", REPO / "services" / "disbursement", "bench"
+        postgres_server_url(), "disbursement", REPO / "services" / "disbursement", "bench"
     )
     database = create_database(url, pool_size=5)
     ok = True

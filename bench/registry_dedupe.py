@@ -42,7 +42,7 @@ from datetime import date
 from pathlib import Path
 from uuid import UUID
 
-from _common import at_least, at_most, report
+from _common import at_least, at_most, postgres_server_url, report
 from sqlalchemy import text
 
 from amana_common.db import Database, create_database
@@ -66,18 +66,6 @@ MEMBERS_PER_HOUSEHOLD = 4.2
 HELD_OUT_DUPLICATES = 500
 HELD_OUT_OTHERS = 500
 TODAY = date(2026, 6, 1)
-
-
-def server_url() -> str:
-    url = os.environ.get("AMANA_DATABASE_URL")
-    if url:
-        return url
-    return subprocess.run(
-        [str(REPO / "deploy" / "local" / "pg.sh"), "url"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 class CpuMeter:
@@ -367,10 +355,10 @@ def percentile(values: list[float], share: float) -> float:
 
 
 async def database_ready(reuse: bool) -> str:
-    url = async_url(server_url(), "amana_registry_dedupe")
+    url = async_url(postgres_server_url(), "amana_registry_dedupe")
     if reuse:
         return url
-    return await migrated_test_database(server_url(), "registry", SERVICE_DIR, "dedupe")
+    return await migrated_test_database(postgres_server_url(), "registry", SERVICE_DIR, "dedupe")
 
 
 def main() -> int:

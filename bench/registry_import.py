@@ -31,7 +31,7 @@ from datetime import date
 from pathlib import Path
 
 import httpx
-from _common import at_least, report
+from _common import at_least, local_servers, postgres_server_url, report, tree_cpu_seconds
 
 from amana_common.auth import Role, issue_token
 from amana_common.settings import ServiceSettings
@@ -48,19 +48,6 @@ SERVICE_DIR = REPO / "services" / "registry"
 BAR = 2000.0
 SECRET = secrets.token_urlsafe(32)  # generated: a committed secret is refused
 PORT = free_port()
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def server_url() -> str:
-    url = os.environ.get("AMANA_DATABASE_URL")
-    if url:
-        return url
-    return subprocess.run(
-        [str(REPO / "deploy" / "local" / "pg.sh"), "url"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 def kafka_bootstrap() -> str:
@@ -126,38 +113,6 @@ def profile(path: Path, sample: int = 2000) -> None:
         f"mapping + cleaning {whole / resources * 1e6:.0f} µs "
         f"(one core's ceiling for that part alone: {resources / whole:,.0f} resources/s)"
     )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, with that of its children it waited for (the worker's
-    pool processes once they exit)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
-
-
-def tree_cpu_seconds(root: int) -> float:
-    """CPU of a process and of its children alive now (PostgreSQL's backends, the worker's
-    pool)."""
-    total = cpu_seconds(root)
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == root:
-            total += cpu_seconds(int(stat.parent.name))
-    return total
-
-
-def postgres_pid() -> int | None:
-    """The local PostgreSQL's postmaster (deploy/local), None for an external server."""
-    pid_file = REPO / ".local" / "pg" / "postmaster.pid"
-    if os.environ.get("AMANA_DATABASE_URL") or not pid_file.is_file():
-        return None
-    return int(pid_file.read_text().split()[0])
 
 
 def start(command: str, url: str, log_name: str, extra: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -245,12 +200,14 @@ def main() -> int:
         f"({path.stat().st_size / 2**20:.0f} MiB) in {time.monotonic() - started:.0f}s"
     )
     profile(path)
-    url = asyncio.run(migrated_test_database(server_url(), "registry", SERVICE_DIR, "importbench"))
+    url = asyncio.run(
+        migrated_test_database(postgres_server_url(), "registry", SERVICE_DIR, "importbench")
+    )
     api = start("api", url, "bench-registry-import-api.log", {})
     worker = start(
         "worker", url, "bench-registry-import-worker.log", {"REGISTRY_IMPORT_CHUNK_SIZE": "1000"}
     )
-    postgres = postgres_pid()
+    postgres = local_servers().get("PostgreSQL")
     try:
         wait_for_api(api)
         before = [tree_cpu_seconds(pid) if pid else 0.0 for pid in (worker.pid, api.pid, postgres)]

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from _common import at_most, percentile, report
+from _common import at_most, percentile, postgres_server_url, report
 from sqlalchemy import func, select, text
 
 from amana_common.auth import Role, issue_token
@@ -47,24 +47,12 @@ PORT = 18111
 MEMBERS_PER_HOUSEHOLD = 4.2  # the generator's mean, to size the first draw
 
 
-def server_url() -> str:
-    url = os.environ.get("AMANA_DATABASE_URL")
-    if url:
-        return url
-    return subprocess.run(
-        [str(REPO / "deploy" / "local" / "pg.sh"), "url"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-
-
 async def prepare(members: int, reuse: bool) -> str:
-    url = async_url(server_url(), "amana_registry_bench")
+    url = async_url(postgres_server_url(), "amana_registry_bench")
     if reuse and await member_count(url) >= members:
         print(f"reusing amana_registry_bench ({await member_count(url)} members)")
         return url
-    url = await migrated_test_database(server_url(), "registry", SERVICE_DIR, "bench")
+    url = await migrated_test_database(postgres_server_url(), "registry", SERVICE_DIR, "bench")
     database = create_database(url, pool_size=1)
     started = time.monotonic()
     loaded_members, seed = 0, 1

@@ -3,6 +3,7 @@ rows passed as arrays and unnested by PostgreSQL), and the grouped reads of the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -94,8 +95,6 @@ async def upsert_household_facts(session: AsyncSession, rows: Sequence[Household
 
 
 def _json(value: Mapping[str, int]) -> str:
-    import json
-
     return json.dumps(value, sort_keys=True)
 
 

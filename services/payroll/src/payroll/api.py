@@ -526,29 +526,7 @@ async def list_lines(
     return page(rows, limit, line_out, lambda line: line.line_id)
 
 
-CSV_COLUMNS = [
-    "line_id",
-    "household_id",
-    "household_number",
-    "location_code",
-    "recipient_member_id",
-    "recipient_given_name",
-    "recipient_family_name",
-    "recipient_sex",
-    "recipient_age_band",
-    "recipient_identifier_scheme",
-    "recipient_identifier_value",
-    "recipient_phone",
-    "provider_id",
-    "mechanism",
-    "pay_point_id",
-    "account_kind",
-    "account_value",
-    "account_bank_code",
-    "account_holder_name",
-    "amount_minor",
-    "carried_over_payment_id",
-]
+CSV_COLUMNS = ["line_id", *repository.SNAPSHOT_COLUMNS, "amount_minor", "carried_over_payment_id"]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _FREE_TEXT = {"recipient_given_name", "recipient_family_name", "account_holder_name"}
 
