@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4, uuid5
 
+import uvloop
 from _common import at_most, report
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -349,4 +350,4 @@ if __name__ == "__main__":
     parser.add_argument("--payments", type=int, default=1_000_000)
     parser.add_argument("--ingest-only", action="store_true", help="skip the reports")
     arguments = parser.parse_args()
-    sys.exit(asyncio.run(main(arguments.payments, arguments.ingest_only)))
+    sys.exit(uvloop.run(main(arguments.payments, arguments.ingest_only)))

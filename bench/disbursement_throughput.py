@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from _common import CpuMeter, at_least, at_most, postgres_server_url, report
+import uvloop
+from _common import CpuMeter, at_least, at_most, freeze_heap, postgres_server_url, report
 from sqlalchemy import func, select, text
 from uuid6 import uuid7
 
@@ -309,6 +310,7 @@ async def run(args: argparse.Namespace) -> bool:
             )
             print(phase.summary(), flush=True)
             singles = await open_numbers(database, 200 * 25, args.results)
+            freeze_heap()
             phase = Phase(api.pid)
             achieved, p50, p95, errors = await single_webhooks(base, keys, singles, 200, 20)
             ok &= report(
@@ -332,7 +334,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--results", type=int, default=100_000)
-    return 0 if asyncio.run(run(parser.parse_args())) else 1
+    return 0 if uvloop.run(run(parser.parse_args())) else 1
 
 
 if __name__ == "__main__":

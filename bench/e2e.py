@@ -30,13 +30,13 @@ Generating the households and computing the expected payroll come before the clo
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import uvloop
 from _common import REPO, at_most, load_average, report
 
 sys.path.insert(0, str(REPO))  # the demo's driver, run from the repository (`python -m demo`)
@@ -215,7 +215,7 @@ def options(argv: list[str]) -> Options:
 
 def main(argv: list[str]) -> int:
     chosen = options(argv)
-    status = asyncio.run(run(chosen, EndToEnd))
+    status = uvloop.run(run(chosen, EndToEnd))
     done = [s for s in STAGES if s in CLOCK.ended]
     for stage in done:
         report(f"e2e {stage}", CLOCK.seconds(stage), "s")

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import uvloop
 from _common import at_most, report
 
 from amana_common.auth import Role, issue_token
@@ -163,9 +164,9 @@ def main() -> int:
         unknown = "/households/not-a-uuid"
         direct_url = f"http://127.0.0.1:{REGISTRY_PORT}{unknown}"
         gateway_url = f"http://127.0.0.1:{GATEWAY_PORT}/registry{unknown}"
-        asyncio.run(open_loop(gateway_url, token, 3, args.rate))  # warm-up
-        direct = asyncio.run(open_loop(direct_url, token, args.seconds, args.rate))
-        through = asyncio.run(open_loop(gateway_url, token, args.seconds, args.rate))
+        uvloop.run(open_loop(gateway_url, token, 3, args.rate))  # warm-up
+        direct = uvloop.run(open_loop(direct_url, token, args.seconds, args.rate))
+        through = uvloop.run(open_loop(gateway_url, token, args.seconds, args.rate))
     overhead = through.p95_ms - direct.p95_ms
     print(f"\ngateway overhead at {args.rate} requests/s for {args.seconds}s each (loopback)")
     print(f"{'':12}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import uvloop
 from _common import (
     REPO,
     CpuMeter,
@@ -413,13 +414,13 @@ def main() -> int:
     produce.add_argument("out", type=Path)
     args = parser.parse_args()
     if args.mode == "relay":
-        asyncio.run(run_relay(args.url, args.bootstrap))
+        uvloop.run(run_relay(args.url, args.bootstrap))
         return 0
     if args.mode == "produce":
-        committed = asyncio.run(run_producer(args.url, args.rate, args.seconds))
+        committed = uvloop.run(run_producer(args.url, args.rate, args.seconds))
         args.out.write_text("".join(json.dumps(item) + "\n" for item in committed))
         return 0
-    return 0 if asyncio.run(run(args)) else 1
+    return 0 if uvloop.run(run(args)) else 1
 
 
 if __name__ == "__main__":

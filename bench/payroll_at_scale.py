@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import uvloop
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import Uuid, func, insert, literal, select, text
 from uuid6 import uuid7
@@ -390,7 +391,7 @@ def main() -> int:
         "--only", nargs="*", default=["generation", "simulation", "publication", "catchup"]
     )
     args = parser.parse_args()
-    return 0 if asyncio.run(run(args.households, set(args.only))) else 1
+    return 0 if uvloop.run(run(args.households, set(args.only))) else 1
 
 
 if __name__ == "__main__":

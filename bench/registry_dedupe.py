@@ -27,7 +27,6 @@ The machine is shared: the load average (1 minute) is sampled during each phase 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import random
 import subprocess
@@ -42,6 +41,7 @@ from datetime import date
 from pathlib import Path
 from uuid import UUID
 
+import uvloop
 from _common import at_least, at_most, postgres_server_url, report
 from sqlalchemy import text
 
@@ -378,25 +378,25 @@ def main() -> int:
         f"{len(held):,} held out ({sum(1 for h in held if h.duplicate_of)} near-duplicates)",
         flush=True,
     )
-    url = asyncio.run(database_ready(arguments.reuse))
+    url = uvloop.run(database_ready(arguments.reuse))
     if arguments.reuse:
-        asyncio.run(clear_flags(url))
+        uvloop.run(clear_flags(url))
         database = create_database(url, pool_size=1)
-        code_of = asyncio.run(_codes(database, registry))
+        code_of = uvloop.run(_codes(database, registry))
     else:
         started = time.monotonic()
-        code_of = asyncio.run(load_registry(url, registry))
+        code_of = uvloop.run(load_registry(url, registry))
         print(f"loaded in {time.monotonic() - started:.0f}s", flush=True)
 
     with load_average.sampling():
         seconds = batch_run(url)
     batch_load = load_average.summary()
-    flagged = asyncio.run(flagged_pairs(url, code_of))
+    flagged = uvloop.run(flagged_pairs(url, code_of))
     truth = truth_pairs([h.code for h in registry], cluster_of)
     precision, recall, hits, misses = precision_recall(flagged, truth)
 
     with load_average.sampling():
-        latencies, found = asyncio.run(single_checks(url, held, code_of))
+        latencies, found = uvloop.run(single_checks(url, held, code_of))
     check_load = load_average.summary()
     in_cluster: dict[str, list[str]] = defaultdict(list)
     for h in registry:

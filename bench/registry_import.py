@@ -31,6 +31,7 @@ from datetime import date
 from pathlib import Path
 
 import httpx
+import uvloop
 from _common import at_least, local_servers, postgres_server_url, report, tree_cpu_seconds
 
 from amana_common.auth import Role, issue_token
@@ -200,7 +201,7 @@ def main() -> int:
         f"({path.stat().st_size / 2**20:.0f} MiB) in {time.monotonic() - started:.0f}s"
     )
     profile(path)
-    url = asyncio.run(
+    url = uvloop.run(
         migrated_test_database(postgres_server_url(), "registry", SERVICE_DIR, "importbench")
     )
     api = start("api", url, "bench-registry-import-api.log", {})
@@ -211,7 +212,7 @@ def main() -> int:
     try:
         wait_for_api(api)
         before = [tree_cpu_seconds(pid) if pid else 0.0 for pid in (worker.pid, api.pid, postgres)]
-        job, elapsed, timeline = asyncio.run(run(path))
+        job, elapsed, timeline = uvloop.run(run(path))
         after = [tree_cpu_seconds(pid) if pid else 0.0 for pid in (worker.pid, api.pid, postgres)]
     finally:
         for child in (api, worker):

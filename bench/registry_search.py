@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import uvloop
 from _common import at_most, percentile, postgres_server_url, report
 from sqlalchemy import func, select, text
 
@@ -183,12 +184,12 @@ def main() -> int:
     parser.add_argument("--reuse", action="store_true", help="keep a database already loaded")
     arguments = parser.parse_args()
     (REPO / ".local").mkdir(exist_ok=True)
-    url = asyncio.run(prepare(arguments.members, arguments.reuse))
+    url = uvloop.run(prepare(arguments.members, arguments.reuse))
     api = start_api(url)
     verdicts = []
     try:
         for clerks in (int(value) for value in arguments.clerks.split(",")):
-            latencies, misses = asyncio.run(measure(url, arguments.searches, clerks))
+            latencies, misses = uvloop.run(measure(url, arguments.searches, clerks))
             p50, p95, p99 = (percentile(latencies, s) for s in (0.5, 0.95, 0.99))
             judged = not verdicts  # the first run is judged, the others are printed
             verdicts.append(

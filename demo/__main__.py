@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
+
+import uvloop
 
 from demo.cycle import Options, run
 
@@ -50,4 +51,4 @@ def options(argv: list[str]) -> Options:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(run(options(sys.argv[1:]))))
+    sys.exit(uvloop.run(run(options(sys.argv[1:]))))

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+import uvloop
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
@@ -180,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             await database.dispose()
 
     try:
-        result = asyncio.run(run())
+        result = uvloop.run(run())
     except RebuildRefused as error:
         print(f"rebuild refused: {error}", file=sys.stderr)
         return 2

@@ -4,10 +4,10 @@ and now (the API's `POST /duplicates/runs` queues one for the worker instead).""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 from collections.abc import Sequence
 
+import uvloop
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -30,7 +30,7 @@ def dedupe_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m registry dedupe")
     parser.add_argument("--actor", default="cli", help="who asked for the run (recorded)")
     arguments = parser.parse_args(argv)
-    return asyncio.run(_dedupe(DedupeSettings().database_url, arguments.actor))
+    return uvloop.run(_dedupe(DedupeSettings().database_url, arguments.actor))
 
 
 async def _dedupe(url: str, actor: str) -> int:

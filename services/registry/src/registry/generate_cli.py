@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from uuid import UUID
 
+import uvloop
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -93,7 +93,7 @@ def generate_main(argv: Sequence[str]) -> int:
         for path in write_files(households, arguments.out):
             print(f"wrote {path}")
     if arguments.load:
-        asyncio.run(_load(settings.database_url, households))
+        uvloop.run(_load(settings.database_url, households))
     return 0
 
 
