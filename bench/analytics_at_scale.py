@@ -32,7 +32,7 @@ from typing import Any
 from uuid import UUID, uuid4, uuid5
 
 import uvloop
-from _common import at_most, report
+from _common import at_most, freeze_heap, report
 from aiokafka.admin import AIOKafkaAdminClient
 
 REPO = Path(__file__).resolve().parents[1]
@@ -313,6 +313,7 @@ async def main(payments: int, ingest_only: bool = False) -> int:
             database = create_database(url, pool_size=5)
             try:
                 ends = await ends_of(broker.bootstrap)
+                freeze_heap()  # as the worker does at start (amana_common.cli)
                 ingest_s, cpu_s = await ingest(settings, database, ends)
                 ok = report(
                     f"analytics ingest of {payments:,} payment events from Kafka",

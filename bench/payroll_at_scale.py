@@ -56,7 +56,7 @@ from payroll.settings import PayrollSettings
 from payroll.worker import Generator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import at_most, kafka_bootstrap, postgres_server_url, report
+from _common import at_most, freeze_heap, kafka_bootstrap, postgres_server_url, report
 from payroll_fixture import (
     ATTRIBUTES,
     CANDIDATE_ELIGIBILITY,
@@ -327,6 +327,7 @@ async def bench_catchup(database: Database, settings: PayrollSettings, household
         for _ in range(settings.projection_consumers)
     ]
     stop = asyncio.Event()
+    freeze_heap()  # as the worker does at start (amana_common.cli)
     started = time.perf_counter()
     tasks = [asyncio.create_task(consumer.run(stop)) for consumer in consumers]
     try:
