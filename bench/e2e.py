@@ -105,6 +105,7 @@ class EndToEnd(Demo):
         CLOCK.start()
         ids = await self.enrol(households, source)
         CLOCK.end("import")
+        households = [household for household in households if household.code in ids]
         if self.figures.enrolled["flagged"]:
             expected = self.expect(households, await self.standings(ids), schedule)
         await self.projected(programme_id, expected)
