@@ -2,7 +2,8 @@
 
 Locust (headless) runs `bench/load/locustfile.py`: 100 users acting once a second each, about
 100 requests/s (60% registrars: enrol, search, read, history; 20% programme staff: provider
-lookups, reads and payroll simulations; 20% the provider's signed settlement webhooks), first
+lookups and reads; 20% the provider's signed settlement webhooks; and one programme manager
+simulating a payroll every 10 s), first
 for a warm-up of 30 s, then for 2 minutes measured. Reported per operation: requests/s,
 p50/p95/p99, failures; and each service's resident memory (VmRSS from /proc) when the stack was
 found, after the warm-up and at the end.

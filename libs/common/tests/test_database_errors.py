@@ -271,3 +271,37 @@ async def test_a_deadlock_is_a_409_try_again_and_the_other_request_succeeds(
     assert refused.headers["content-type"] == PROBLEM_JSON
     assert refused.json()["type"] == TYPE_BASE + "try-again"
     assert refused.headers["retry-after"] == "1"
+
+
+async def test_a_request_finding_no_free_connection_is_a_503_to_retry_never_a_500(
+    postgres_server_url: str,
+) -> None:
+    """Overload: every pooled connection is busy past the pool timeout. The request is told
+    the service is busy and when to retry (503, Retry-After), never a 500."""
+    router = APIRouter()
+
+    @router.get("/slow")
+    async def slow(session: SessionDep) -> dict[str, int]:
+        await session.execute(text("SELECT pg_sleep(1)"))
+        return {"slept": 1}
+
+    settings = ServiceSettings(
+        service_name="demo",
+        environment="test",
+        database_url=postgres_url(postgres_server_url),
+        db_pool_size=1,  # one connection and one overflow
+        db_pool_timeout_s=0.2,
+    )
+    app = create_app(settings, [router], title="demo")
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+    ):
+        answers = await asyncio.gather(*(client.get("/slow") for _ in range(3)))
+
+    assert sorted(a.status_code for a in answers) == [200, 200, 503], [a.text for a in answers]
+    busy = next(a for a in answers if a.status_code == 503)
+    assert busy.headers["content-type"] == PROBLEM_JSON
+    assert busy.json()["type"] == TYPE_BASE + "busy"
+    assert busy.headers["retry-after"] == "2"

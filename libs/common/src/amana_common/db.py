@@ -36,7 +36,10 @@ class Database:
 
 
 def create_database(
-    url: str, pool_size: int = 10, session_settings: Mapping[str, str] | None = None
+    url: str,
+    pool_size: int = 10,
+    session_settings: Mapping[str, str] | None = None,
+    pool_timeout_s: float = 30.0,
 ) -> Database:
     """An engine whose errors never carry SQL parameters (they may hold personal data), and
     whose connections start with `session_settings` (PostgreSQL run-time parameters).
@@ -45,6 +48,7 @@ def create_database(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
+        pool_timeout=pool_timeout_s,
         pool_pre_ping=True,
         hide_parameters=True,
         connect_args={"server_settings": dict(session_settings or {})},
@@ -55,7 +59,10 @@ def create_database(
 def service_database(settings: ServiceSettings, pool_size: int | None = None) -> Database:
     """The service's database, with its lock, statement and idle-in-transaction timeouts."""
     return create_database(
-        settings.database_url, pool_size or settings.db_pool_size, session_timeouts(settings)
+        settings.database_url,
+        pool_size or settings.db_pool_size,
+        session_timeouts(settings),
+        settings.db_pool_timeout_s,
     )
 
 

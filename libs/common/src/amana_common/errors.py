@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,6 +27,7 @@ LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout expired (or NOWAIT): another transa
 # again succeeds (lock timeout, deadlock detected, serialization failure).
 TRY_AGAIN_SQLSTATES = frozenset({LOCK_NOT_AVAILABLE, "40P01", "40001"})
 LOCK_RETRY_AFTER_S = 1
+BUSY_RETRY_AFTER_S = 2
 TYPE_BASE = "https://amana.dev/problems/"
 
 _TITLES = {
@@ -304,6 +306,21 @@ def install_problem_handlers(app: FastAPI) -> None:
             instance=request.url.path,
         )
 
+    async def on_pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
+        log.warning(
+            "no database connection free for %s %s within the pool timeout: overloaded",
+            request.method,
+            request.url.path,
+        )
+        return problem_response(
+            503,
+            "busy",
+            "The service is busy; try again shortly.",
+            title="Busy",
+            headers={"Retry-After": str(BUSY_RETRY_AFTER_S)},
+            instance=request.url.path,
+        )
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(500, "internal-error", "An unexpected error occurred.")
@@ -312,4 +329,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(DBAPIError, on_database_error)
+    app.add_exception_handler(PoolTimeout, on_pool_exhausted)
     app.add_exception_handler(Exception, on_unexpected)

@@ -199,6 +199,9 @@ class ServiceSettings(KafkaSettings):
     log_level: str = "INFO"
     max_body_bytes: int = 1_048_576
     db_pool_size: int = 10
+    db_pool_timeout_s: float = Field(
+        default=10.0, gt=0, description="a request waiting longer for a free connection is a 503"
+    )
     db_lock_timeout_ms: int = Field(
         default=2_000, ge=0, description="a lock waited for longer is a 409 'try again'; 0: off"
     )
