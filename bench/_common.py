@@ -16,6 +16,7 @@ import contextlib
 import gc
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,18 @@ def freeze_heap() -> None:
     walking the fixtures it built (up to 120 ms each, seen in the disbursement benchmark)."""
     gc.collect()
     gc.freeze()
+
+
+def go_tool(name: str, module: str) -> str:
+    """The path of a Go tool in .local/bin, built there with `go install <module>` the first
+    time (the Go toolchain from PATH or /usr/local/go)."""
+    path = REPO / ".local" / "bin" / name
+    if not path.exists():
+        go = shutil.which("go") or "/usr/local/go/bin/go"
+        print(f"building {module} into {path.parent} (once)", flush=True)
+        environment = os.environ | {"GOBIN": str(path.parent), "CGO_ENABLED": "0"}
+        subprocess.run([go, "install", module], check=True, env=environment)
+    return str(path)
 
 
 def load_average() -> float:

@@ -250,6 +250,20 @@ def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
     ]
 
 
+def _retry_later(
+    request: Request, status: int, slug: str, detail: str, after_s: int
+) -> JSONResponse:
+    """A problem the same request may retry as is, after `after_s` seconds (`Retry-After`)."""
+    return problem_response(
+        status,
+        slug,
+        detail,
+        title=_title(slug),
+        headers={"Retry-After": str(after_s)},
+        instance=request.url.path,
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
@@ -297,14 +311,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(exc, DBAPIError)
         if sqlstate(exc) not in TRY_AGAIN_SQLSTATES:
             raise exc
-        return problem_response(
-            409,
-            "try-again",
-            "Another request is changing the same data; try again shortly.",
-            title="Try again",
-            headers={"Retry-After": str(LOCK_RETRY_AFTER_S)},
-            instance=request.url.path,
-        )
+        detail = "Another request is changing the same data; try again shortly."
+        return _retry_later(request, 409, "try-again", detail, LOCK_RETRY_AFTER_S)
 
     async def on_pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
         log.warning(
@@ -312,14 +320,8 @@ def install_problem_handlers(app: FastAPI) -> None:
             request.method,
             request.url.path,
         )
-        return problem_response(
-            503,
-            "busy",
-            "The service is busy; try again shortly.",
-            title="Busy",
-            headers={"Retry-After": str(BUSY_RETRY_AFTER_S)},
-            instance=request.url.path,
-        )
+        detail = "The service is busy; try again shortly."
+        return _retry_later(request, 503, "busy", detail, BUSY_RETRY_AFTER_S)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)

@@ -3,8 +3,7 @@
 import sys
 
 from amana_common.cli import main
-from disbursement.main import ENTRY, freeze_startup_heap
+from disbursement.main import ENTRY
 
 if __name__ == "__main__":
-    freeze_startup_heap()
     sys.exit(main(ENTRY))

@@ -1,5 +1,3 @@
-import gc
-
 from fastapi import FastAPI
 
 from amana_common.app import create_app
@@ -15,14 +13,6 @@ from disbursement.api import (
 )
 from disbursement.settings import DisbursementSettings
 from disbursement.worker import worker_components
-
-
-def freeze_startup_heap() -> None:
-    """Takes what is alive once everything is imported (modules, classes, schemas: about 150,000
-    objects) out of the garbage collector's reach. Otherwise every full collection walks them
-    all, and validating a payroll chunk or answering a webhook allocates enough to trigger
-    several: measured, half of a chunk's validation time went to the collector."""
-    gc.freeze()
 
 
 def create_disbursement_app(settings: DisbursementSettings | None = None) -> FastAPI:
