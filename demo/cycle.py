@@ -164,22 +164,15 @@ class Demo:
         return items
 
     async def _close_programme(self, programme_id: str) -> None:
-        await self.stack.call(
-            "programme-manager",
-            "POST",
-            f"/programmes/{programme_id}/close",
-            json={"reason": "the demo run is over"},
-            expect=(200, 409),
-        )
+        await self._end("programme-manager", f"/programmes/{programme_id}/close")
 
     async def _suspend_provider(self, provider_id: str) -> None:
-        await self.stack.call(
-            "admin",
-            "POST",
-            f"/providers/{provider_id}/suspend",
-            json={"reason": "the demo run is over"},
-            expect=(200, 409),
-        )
+        await self._end("admin", f"/providers/{provider_id}/suspend")
+
+    async def _end(self, role: str, path: str) -> None:
+        """POSTs a run's end (409: it had ended already)."""
+        reason = {"reason": "the demo run is over"}
+        await self.stack.call(role, "POST", path, json=reason, expect=(200, 409))
 
     # --- the provider ---------------------------------------------------------------------
 

@@ -3,6 +3,8 @@ the values they refused, bounded by session timeouts, and a lock timeout is a 40
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 from uuid import uuid4
 
 import httpx
@@ -18,6 +20,7 @@ from amana_common.db import Database, SessionDep, create_database, service_datab
 from amana_common.errors import PROBLEM_JSON, TYPE_BASE
 from amana_common.inbox import Failure, PoisonMessage, classify, describe
 from amana_common.settings import ServiceSettings
+from amana_common.testing.clients import service_client
 
 PERSONAL = "Amina Otieno 1984-03-02"
 
@@ -43,6 +46,25 @@ async def table(database: Database) -> AsyncIterator[str]:
     yield name
     async with database.sessionmaker() as session, session.begin():
         await session.execute(text(f"DROP TABLE {name}"))
+
+
+@asynccontextmanager
+async def serving(
+    router: APIRouter, postgres_server_url: str, **settings: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """`router` in an app of its own, whose lifespan opens the database with `settings`."""
+    app = create_app(
+        ServiceSettings(
+            service_name="demo",
+            environment="test",
+            database_url=postgres_url(postgres_server_url),
+            **settings,
+        ),
+        [router],
+        title="demo",
+    )
+    async with app.router.lifespan_context(app), service_client(app) as client:
+        yield client
 
 
 async def raised(database: Database, sql: str, **params: object) -> DBAPIError:
@@ -207,17 +229,8 @@ async def test_a_lock_waited_on_too_long_is_a_409_try_again_with_retry_after(
         )
         return {"id": note_id}
 
-    settings = ServiceSettings(
-        service_name="demo",
-        environment="test",
-        database_url=postgres_url(postgres_server_url),
-        db_lock_timeout_ms=200,
-    )
-    app = create_app(settings, [router], title="demo")
-    transport = httpx.ASGITransport(app=app)
     async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+        serving(router, postgres_server_url, db_lock_timeout_ms=200) as client,
         database.sessionmaker() as holder,
         holder.begin(),
     ):
@@ -250,18 +263,7 @@ async def test_a_deadlock_is_a_409_try_again_and_the_other_request_succeeds(
         await session.execute(lock, {"id": second})
         return {"id": first}
 
-    settings = ServiceSettings(
-        service_name="demo",
-        environment="test",
-        database_url=postgres_url(postgres_server_url),
-        db_lock_timeout_ms=10_000,
-    )
-    app = create_app(settings, [router], title="demo")
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
-    ):
+    async with serving(router, postgres_server_url, db_lock_timeout_ms=10_000) as client:
         answers = await asyncio.gather(
             client.post("/notes/1/2/touch"), client.post("/notes/2/1/touch")
         )
@@ -285,19 +287,9 @@ async def test_a_request_finding_no_free_connection_is_a_503_to_retry_never_a_50
         await session.execute(text("SELECT pg_sleep(1)"))
         return {"slept": 1}
 
-    settings = ServiceSettings(
-        service_name="demo",
-        environment="test",
-        database_url=postgres_url(postgres_server_url),
-        db_pool_size=1,  # one connection and one overflow
-        db_pool_timeout_s=0.2,
-    )
-    app = create_app(settings, [router], title="demo")
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
-    ):
+    # One connection and one overflow, waited for 0.2 s.
+    pool = {"db_pool_size": 1, "db_pool_timeout_s": 0.2}
+    async with serving(router, postgres_server_url, **pool) as client:
         answers = await asyncio.gather(*(client.get("/slow") for _ in range(3)))
 
     assert sorted(a.status_code for a in answers) == [200, 200, 503], [a.text for a in answers]
